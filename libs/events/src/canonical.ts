@@ -1,0 +1,19 @@
+import canonicalize from "canonicalize"
+
+const utf8 = new TextEncoder()
+
+/**
+ * RFC 8785 (JCS) canonical JSON text of a JSON value.
+ * Signatures, Merkle leaves and content hashes are all computed over these exact bytes, so two services that
+ * serialise the same event with different key orders still agree on one byte string.
+ * @example canonicalJson({ b: 1, a: "é" }) // '{"a":"é","b":1}'
+ */
+export const canonicalJson = (value: unknown): string => {
+  const text = canonicalize(value)
+  // canonicalize returns undefined for values JSON cannot represent (undefined, functions, symbols).
+  if (text === undefined) throw new TypeError("value has no JSON representation")
+  return text
+}
+
+/** UTF-8 bytes of {@link canonicalJson}. */
+export const canonicalBytes = (value: unknown): Uint8Array => utf8.encode(canonicalJson(value))

@@ -1,0 +1,112 @@
+import { createHash } from "node:crypto"
+import { Schema } from "effect"
+import { canonicalBytes } from "./canonical.ts"
+import { CATALOG, type EventData, type EventType, isEventType, PRINCIPALS, type Principal } from "./catalog.ts"
+import { type Ed25519, node } from "./ed25519.ts"
+import { newEventId } from "./ids.ts"
+import { BlobRef, EventId, KeyId, SignatureB64, Timestamp, Token, TraceParent } from "./primitives.ts"
+
+export const ENVELOPE_VERSION = 1
+
+/** Every field but `sig` is signed. `data` is checked against the catalog schema of `type`. */
+export const Envelope = Schema.Struct({
+  v: Schema.Literal(ENVELOPE_VERSION),
+  id: EventId,
+  type: Schema.Literals(Object.keys(CATALOG) as [EventType, ...EventType[]]),
+  time: Timestamp,
+  source: Schema.Literals(PRINCIPALS),
+  session: Token,
+  causation: Schema.NullOr(EventId),
+  correlation: Token,
+  trace: TraceParent,
+  data: Schema.Unknown,
+  blobs: Schema.optionalKey(Schema.Record(Token, BlobRef)),
+  kid: KeyId,
+  sig: SignatureB64,
+})
+export type Envelope = typeof Envelope.Type
+
+/** A signed event whose `data` has the catalog type of `T`. */
+export type Event<T extends EventType = EventType> = T extends EventType
+  ? Omit<Envelope, "type" | "data"> & { readonly type: T; readonly data: EventData<T> }
+  : never
+export type Unsigned<T extends EventType = EventType> = T extends EventType ? Omit<Event<T>, "sig"> : never
+
+/**
+ * Domain separation: the signed bytes are this prefix followed by the canonical unsigned envelope, so a
+ * signature made for an event can never be replayed as a signature over some other Vigil structure.
+ */
+const SIGNING_CONTEXT = new TextEncoder().encode("vigil/event/v1\n")
+
+/** The exact bytes an event signature covers. */
+export const signingBytes = (unsigned: object): Uint8Array => {
+  const body = canonicalBytes(unsigned)
+  const out = new Uint8Array(SIGNING_CONTEXT.length + body.length)
+  out.set(SIGNING_CONTEXT, 0)
+  out.set(body, SIGNING_CONTEXT.length)
+  return out
+}
+
+/** Key id of an Ed25519 public key: hex of the first 8 bytes of its SHA-256. */
+export const keyIdOf = (publicKey: Uint8Array): string =>
+  createHash("sha256").update(publicKey).digest("hex").slice(0, 16)
+
+export interface SigningKey {
+  readonly principal: Principal
+  readonly kid: string
+  readonly seed: Uint8Array
+  readonly publicKey: Uint8Array
+}
+
+export interface Draft<T extends EventType> {
+  readonly type: T
+  readonly session: string
+  readonly data: EventData<T>
+  readonly correlation?: string
+  readonly causation?: string | null
+  readonly trace?: string
+  readonly blobs?: Readonly<Record<string, BlobRef>>
+  readonly id?: string
+  readonly time?: string
+}
+
+/** Fill in the envelope and sign it. `ed` defaults to the node:crypto fast path. */
+export const signEvent = <T extends EventType>(key: SigningKey, draft: Draft<T>, ed: Ed25519 = node): Event<T> => {
+  const unsigned = {
+    v: ENVELOPE_VERSION,
+    id: draft.id ?? newEventId(),
+    type: draft.type,
+    time: draft.time ?? new Date().toISOString(),
+    source: key.principal,
+    session: draft.session,
+    causation: draft.causation ?? null,
+    correlation: draft.correlation ?? draft.session,
+    trace: draft.trace ?? "",
+    data: draft.data,
+    ...(draft.blobs === undefined ? {} : { blobs: draft.blobs }),
+    kid: key.kid,
+  }
+  const sig = Buffer.from(ed.sign(signingBytes(unsigned), key.seed)).toString("base64url")
+  return { ...unsigned, sig } as unknown as Event<T>
+}
+
+/** Follow-up event: same session and correlation, causation = the event it answers. */
+export const followUp = <T extends EventType>(
+  cause: Pick<Envelope, "id" | "session" | "correlation" | "trace">,
+  draft: Omit<Draft<T>, "session" | "correlation" | "causation">,
+): Draft<T> => ({
+  trace: cause.trace,
+  ...draft,
+  session: cause.session,
+  correlation: cause.correlation,
+  causation: cause.id,
+})
+
+/** The wire and Merkle-leaf form of a signed event: its RFC 8785 canonical bytes. */
+export const encodeEvent = (event: Envelope | Event): Uint8Array => canonicalBytes(event)
+
+/** SHA-256 (hex) of an event's canonical bytes; decisions bind to intents through it. */
+export const eventHash = (event: Envelope | Event): string =>
+  createHash("sha256").update(encodeEvent(event)).digest("hex")
+
+export { isEventType }

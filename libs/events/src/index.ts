@@ -1,0 +1,40 @@
+export { blobRefOf } from "./blobs.ts"
+export { canonicalBytes, canonicalJson } from "./canonical.ts"
+export type { EventData, EventType, Principal, Service } from "./catalog.ts"
+export {
+  CATALOG,
+  DATA_CLASSES,
+  EVENT_TYPES,
+  isEventType,
+  PRINCIPALS,
+  SERVICES,
+  TOOLS,
+  typesConsumedBy,
+  typesProducedBy,
+} from "./catalog.ts"
+export type { Ed25519 } from "./ed25519.ts"
+export { noble as nobleEd25519, node as nodeEd25519, randomSeed } from "./ed25519.ts"
+export type { Draft, Event, SigningKey, Unsigned } from "./envelope.ts"
+export {
+  ENVELOPE_VERSION,
+  Envelope,
+  encodeEvent,
+  eventHash,
+  followUp,
+  keyIdOf,
+  signEvent,
+  signingBytes,
+} from "./envelope.ts"
+export { EVENT_ID_PATTERN, eventIdTime, newEventId, TOKEN_PATTERN } from "./ids.ts"
+export { BlobRef, EventId, KeyId, Sha256Hex, Timestamp, Token } from "./primitives.ts"
+export * from "./subjects.ts"
+export type {
+  KeyLookup,
+  KeyResolver,
+  Rejection,
+  RejectionReason,
+  TrustedKey,
+  Verified,
+  VerifyOptions,
+} from "./verify.ts"
+export { REJECTION_REASONS, verifyEvent } from "./verify.ts"

@@ -1,0 +1,40 @@
+import type { EventType, Principal, Service } from "./catalog.ts"
+
+/**
+ * Subject, stream, bucket and header names. A request can be followed from gateway to audit leaf by reading these:
+ * `vigil.ev.<session>.<type>` carries every event, `vigil.audit.*` what SIEMs read, `vigil.dlq.<service>` rejects.
+ */
+export const STREAM_EVENTS = "VIGIL_EVENTS"
+export const STREAM_AUDIT = "VIGIL_AUDIT"
+export const STREAM_DLQ = "VIGIL_DLQ"
+export const KV_KEYS = "vigil_keys"
+export const KV_POLICY = "vigil_policy"
+export const OBJ_BLOBS = "vigil_blobs"
+
+export const EVENTS_ALL = "vigil.ev.>"
+export const AUDIT_ALL = "vigil.audit.>"
+export const DLQ_ALL = "vigil.dlq.>"
+
+export const eventSubject = (session: string, type: EventType): string => `vigil.ev.${session}.${type}`
+/** Filter matching one event type in every session. */
+export const eventTypeFilter = (type: EventType): string => `vigil.ev.*.${type}`
+export const dlqSubject = (who: Principal | string): string => `vigil.dlq.${who}`
+export const healthSubject = (service: Service): string => `vigil.health.${service}`
+export const HEALTH_ALL = "vigil.health.*"
+
+/** Parse `vigil.ev.<session>.<type>`; the type itself contains a dot. */
+export const parseEventSubject = (subject: string): { session: string; type: string } | undefined => {
+  const parts = subject.split(".")
+  if (parts.length !== 5 || parts[0] !== "vigil" || parts[1] !== "ev") return undefined
+  return { session: parts[2] as string, type: `${parts[3]}.${parts[4]}` }
+}
+
+/** Durable consumer name for a service's input type (consumer names may not contain dots). */
+export const durableName = (service: Service, type: EventType): string => `${service}__${type.replace(".", "_")}`
+
+/** Per-user inbox prefix: the shared `_INBOX.>` leaks other users' pulled payloads (NATS-NOTES trap 1). */
+export const inboxPrefix = (user: string): string => `_INBOX_${user}`
+
+export const HEADER_MSG_ID = "Nats-Msg-Id"
+export const HEADER_TRACEPARENT = "traceparent"
+export const HEADER_DLQ_REASON = "Vigil-Dlq-Reason"

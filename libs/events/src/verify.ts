@@ -1,0 +1,188 @@
+import { type Result, Schema } from "effect"
+import { CATALOG, type EventType, isEventType } from "./catalog.ts"
+import { type Ed25519, node } from "./ed25519.ts"
+import { Envelope, type Event, signingBytes } from "./envelope.ts"
+import { parseEventSubject } from "./subjects.ts"
+
+/**
+ * Why an event was refused. Every refused event goes to `vigil.dlq.<service>` with one of these codes, so a
+ * dashboard or a test can switch on it.
+ */
+export const REJECTION_REASONS = [
+  "oversized",
+  "invalid_json",
+  "unknown_type",
+  "schema_envelope",
+  "schema_data",
+  "missing_blob",
+  "subject_mismatch",
+  "unknown_key",
+  "bad_signature",
+  "source_mismatch",
+  "key_not_authorized",
+  "key_expired",
+  "key_not_yet_valid",
+  "replayed",
+  "clock_skew",
+] as const
+export type RejectionReason = (typeof REJECTION_REASONS)[number]
+
+export interface Rejection {
+  readonly ok: false
+  readonly reason: RejectionReason
+  readonly detail: string
+  /** Present when the bytes parsed far enough to name it. */
+  readonly eventId?: string
+  readonly type?: string
+}
+
+/** A public key as the signed key manifest grants it. */
+export interface TrustedKey {
+  readonly kid: string
+  readonly principal: string
+  readonly publicKey: Uint8Array
+  readonly types: ReadonlySet<string>
+  /** Validity window in epoch ms, `[notBefore, notAfter)`. */
+  readonly notBefore: number
+  readonly notAfter: number
+  /** Manifest version that granted the key at the event's time. */
+  readonly manifestVersion: number
+}
+
+export type KeyLookup =
+  | { readonly ok: true; readonly key: TrustedKey }
+  | { readonly ok: false; readonly reason: "unknown_key"; readonly detail: string }
+  /** The key is known but was not valid at that time; it is still returned so the signature can be checked. */
+  | {
+      readonly ok: false
+      readonly reason: "key_expired" | "key_not_yet_valid"
+      readonly detail: string
+      readonly key: TrustedKey
+    }
+
+/** Resolves a key id as the manifest version valid at `atMs` grants it (libs/keys implements this). */
+export interface KeyResolver {
+  resolve(kid: string, atMs: number): KeyLookup
+}
+
+export interface VerifyOptions {
+  readonly keys: KeyResolver
+  readonly maxBytes: number
+  /** When given, the subject must be `vigil.ev.<session>.<type>` of the event. */
+  readonly subject?: string
+  /**
+   * When the broker stored the message (epoch ms). An event whose own time is further than `maxSkewMs` from it is
+   * refused: older means a re-publish of an old event outside JetStream's de-duplication window (`replayed`).
+   */
+  readonly receivedAt?: number
+  readonly maxSkewMs?: number
+  readonly ed?: Ed25519
+}
+
+export interface Verified<T extends EventType = EventType> {
+  readonly ok: true
+  readonly event: Event<T>
+  readonly key: TrustedKey
+}
+
+const textDecoder = new TextDecoder("utf-8", { fatal: true })
+const parseOptions = { onExcessProperty: "error", errors: "first" } as const
+const decodeEnvelope = Schema.decodeUnknownResult(Envelope, parseOptions)
+const decodeData: Record<string, (u: unknown) => Result.Result<unknown, Schema.SchemaError>> = Object.fromEntries(
+  (Object.keys(CATALOG) as EventType[]).map((t) => [
+    t,
+    Schema.decodeUnknownResult(CATALOG[t].data as Schema.Codec<unknown, unknown>, parseOptions),
+  ]),
+)
+
+const reject = (reason: RejectionReason, detail: string, raw?: Record<string, unknown>): Rejection => {
+  const id = raw !== undefined && typeof raw.id === "string" ? raw.id.slice(0, 64) : undefined
+  const type = raw !== undefined && typeof raw.type === "string" ? raw.type.slice(0, 64) : undefined
+  return {
+    ok: false,
+    reason,
+    detail,
+    ...(id === undefined ? {} : { eventId: id }),
+    ...(type === undefined ? {} : { type }),
+  }
+}
+
+/**
+ * Decode and verify one event: size, JSON, envelope and data schema, subject binding, key known, signature, key's
+ * principal is the source, key authorised for this type, key valid at the event's time, and freshness.
+ * Never throws: anything that is not a valid event is a {@link Rejection} with a reason code.
+ */
+export const verifyEvent = (bytes: Uint8Array, opts: VerifyOptions): Verified | Rejection => {
+  if (bytes.length > opts.maxBytes) return reject("oversized", `${bytes.length} bytes > limit ${opts.maxBytes}`)
+  let raw: unknown
+  try {
+    raw = JSON.parse(textDecoder.decode(bytes))
+  } catch (e) {
+    return reject("invalid_json", e instanceof Error ? e.message : String(e))
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    return reject("invalid_json", "event is not a JSON object")
+  }
+  const obj = raw as Record<string, unknown>
+  if (typeof obj.type === "string" && !isEventType(obj.type)) {
+    return reject("unknown_type", `no event type ${JSON.stringify(obj.type.slice(0, 64))} in the catalog`, obj)
+  }
+  const env = decodeEnvelope(obj)
+  if (env._tag === "Failure") return reject("schema_envelope", env.failure.message, obj)
+  const event = env.success
+  const data = (decodeData[event.type] as (u: unknown) => Result.Result<unknown, Schema.SchemaError>)(event.data)
+  if (data._tag === "Failure") return reject("schema_data", `${event.type}: ${data.failure.message}`, obj)
+  for (const role of CATALOG[event.type].blobs) {
+    if (event.blobs?.[role] === undefined)
+      return reject("missing_blob", `${event.type} must reference a "${role}" blob`, obj)
+  }
+  if (opts.subject !== undefined) {
+    const s = parseEventSubject(opts.subject)
+    if (s === undefined || s.session !== event.session || s.type !== event.type) {
+      return reject(
+        "subject_mismatch",
+        `subject ${opts.subject} does not carry ${event.type} of session ${event.session}`,
+        obj,
+      )
+    }
+  }
+  const time = Date.parse(event.time)
+  const lookup = opts.keys.resolve(event.kid, time)
+  if (!("key" in lookup)) return reject("unknown_key", lookup.detail, obj)
+  // Check the signature before trusting any other claim the event makes about itself.
+  const { sig: _sig, ...unsigned } = obj
+  const sigBytes = Buffer.from(event.sig, "base64url")
+  if (!(opts.ed ?? node).verify(sigBytes, signingBytes(unsigned), lookup.key.publicKey)) {
+    return reject("bad_signature", `signature does not verify under key ${event.kid}`, obj)
+  }
+  if (!lookup.ok) return reject(lookup.reason, lookup.detail, obj)
+  const key = lookup.key
+  if (key.principal !== event.source) {
+    return reject(
+      "source_mismatch",
+      `key ${key.kid} belongs to ${key.principal}, event claims source ${event.source}`,
+      obj,
+    )
+  }
+  if (!key.types.has(event.type)) {
+    return reject(
+      "key_not_authorized",
+      `key ${key.kid} (${key.principal}) may not sign ${event.type} (manifest v${key.manifestVersion})`,
+      obj,
+    )
+  }
+  if (opts.receivedAt !== undefined) {
+    const skew = opts.maxSkewMs ?? 120_000
+    if (opts.receivedAt - time > skew) {
+      return reject(
+        "replayed",
+        `event time ${event.time} is ${opts.receivedAt - time} ms before it was stored (window ${skew} ms)`,
+        obj,
+      )
+    }
+    if (time - opts.receivedAt > skew) {
+      return reject("clock_skew", `event time ${event.time} is ${time - opts.receivedAt} ms after it was stored`, obj)
+    }
+  }
+  return { ok: true, event: { ...event, data: data.success } as Event, key }
+}
