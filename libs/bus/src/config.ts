@@ -1,0 +1,40 @@
+import { Config, Context, Effect, Layer, Option, type Redacted } from "effect"
+
+/** How a process reaches the bus and what it accepts from it. */
+export interface BusSettings {
+  readonly url: string
+  /** NATS user (role) this process connects as; also names its inbox prefix and DLQ subject. */
+  readonly user: string
+  /** NKey seed (the `SU…` string) for that user; absent for an unsecured development server. */
+  readonly nkeySeed: Option.Option<Redacted.Redacted<string>>
+  /** Largest event a consumer accepts; larger ones are dead-lettered as `oversized`. */
+  readonly maxEventBytes: number
+  /** JetStream de-duplication window; also the freshness bound consumers enforce (`replayed`). */
+  readonly duplicateWindowMs: number
+  readonly publishTimeoutMs: number
+  readonly publishAttempts: number
+}
+
+export const DEFAULTS = {
+  maxEventBytes: 256 * 1024,
+  duplicateWindowMs: 120_000,
+  publishTimeoutMs: 5_000,
+  publishAttempts: 6,
+} as const
+
+export class BusConfig extends Context.Service<BusConfig, BusSettings>()("@vigil/bus/BusConfig") {
+  static readonly layer = (settings: Partial<BusSettings> & Pick<BusSettings, "url" | "user">) =>
+    Layer.succeed(BusConfig, BusConfig.of({ ...DEFAULTS, nkeySeed: Option.none(), ...settings }))
+
+  /** From the environment: VIGIL_NATS_URL, VIGIL_NATS_USER, VIGIL_NATS_SEED (secret), VIGIL_MAX_EVENT_BYTES. */
+  static readonly layerConfig = Layer.effect(
+    BusConfig,
+    Effect.gen(function* () {
+      const url = yield* Config.String("VIGIL_NATS_URL")
+      const user = yield* Config.String("VIGIL_NATS_USER")
+      const nkeySeed = yield* Config.option(Config.Redacted("VIGIL_NATS_SEED"))
+      const maxEventBytes = yield* Config.Int("VIGIL_MAX_EVENT_BYTES").pipe(Config.withDefault(DEFAULTS.maxEventBytes))
+      return BusConfig.of({ ...DEFAULTS, url, user, nkeySeed, maxEventBytes })
+    }),
+  )
+}

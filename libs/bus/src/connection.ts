@@ -1,0 +1,44 @@
+import { type JetStreamClient, jetstream } from "@nats-io/jetstream"
+import { connect, type NatsConnection, nkeyAuthenticator } from "@nats-io/transport-node"
+import { inboxPrefix } from "@vigil/events"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { BusConfig } from "./config.ts"
+import { BusConnectError } from "./errors.ts"
+
+/** One NATS connection per process, opened with its own user and inbox prefix, drained on shutdown. */
+export class Nats extends Context.Service<
+  Nats,
+  { readonly nc: NatsConnection; readonly js: JetStreamClient; readonly user: string }
+>()("@vigil/bus/Nats") {
+  static readonly layer = Layer.effect(
+    Nats,
+    Effect.gen(function* () {
+      const cfg = yield* BusConfig
+      const nc = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () =>
+            connect({
+              servers: cfg.url,
+              name: `vigil-${cfg.user}-${process.pid}`,
+              // Per-user prefix: with the shared `_INBOX.>` a user could read others' pulled events (NATS-NOTES).
+              inboxPrefix: inboxPrefix(cfg.user),
+              maxReconnectAttempts: -1,
+              reconnectTimeWait: 250,
+              ...Option.match(cfg.nkeySeed, {
+                onNone: () => ({}),
+                onSome: (seed) => ({
+                  authenticator: nkeyAuthenticator(new TextEncoder().encode(Redacted.value(seed))),
+                }),
+              }),
+            }),
+          catch: (cause) => new BusConnectError({ url: cfg.url, cause }),
+        }),
+        // Drain flushes pending acks and publishes before closing, so a clean shutdown loses nothing.
+        (nc) => Effect.promise(() => nc.drain().catch(() => nc.close())),
+      )
+      // `checkAPI: false`: services have no `$JS.API.INFO` permission and need none to publish with acks.
+      const js = jetstream(nc, { checkAPI: false })
+      return Nats.of({ nc, js, user: cfg.user })
+    }),
+  )
+}

@@ -1,0 +1,34 @@
+import { Data } from "effect"
+
+/** Could not connect to, or lost, the NATS server. */
+export class BusConnectError extends Data.TaggedError("BusConnectError")<{
+  readonly url: string
+  readonly cause: unknown
+}> {}
+
+/**
+ * A publish that did not get a JetStream ack. `refused` means the server's permissions forbid this subject for
+ * this user: retrying cannot help and is not attempted.
+ */
+export class PublishError extends Data.TaggedError("PublishError")<{
+  readonly subject: string
+  readonly eventId: string
+  readonly refused: boolean
+  readonly cause: unknown
+}> {}
+
+export class ProvisionError extends Data.TaggedError("ProvisionError")<{
+  readonly what: string
+  readonly cause: unknown
+}> {}
+
+export class ConsumeError extends Data.TaggedError("ConsumeError")<{
+  readonly durable: string
+  readonly cause: unknown
+}> {}
+
+/** A handler's own failure; the bus naks the message and dead-letters it after the last delivery attempt. */
+export class HandlerError extends Data.TaggedError("HandlerError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
