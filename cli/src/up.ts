@@ -1,0 +1,202 @@
+import { writeFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Kvm } from "@nats-io/kv"
+import { connect, type NatsConnection, nkeyAuthenticator } from "@nats-io/transport-node"
+import { provision } from "@vigil/bus"
+import { healthSubject, inboxPrefix, KV_KEYS, SERVICES, type Service } from "@vigil/events"
+import { ensureManifest, KeyStore, type ManifestChain } from "@vigil/keys"
+import { renderServerConf } from "@vigil/natsconf"
+import { type Child, ensureHome, type Home, spawnChild, stopChild, tcpReachable, waitFor } from "@vigil/runtime"
+import { Data, Deferred, Effect, type Scope } from "effect"
+import { ensureNatsUsers, readSeed } from "./creds.ts"
+
+export class UpError extends Data.TaggedError("UpError")<{ readonly message: string; readonly cause?: unknown }> {}
+
+const REPO = resolve(fileURLToPath(new URL("../..", import.meta.url)))
+export const DEFAULT_PORT = 4290
+
+export interface UpOptions {
+  readonly home: Home
+  /** An existing Vigil deployment to use instead of the embedded server (its users must be this home's). */
+  readonly natsUrl?: string
+  /** Port of the embedded nats-server (loopback only). */
+  readonly port: number
+  readonly workspace: string
+  readonly json: boolean
+  readonly out: (line: string) => void
+}
+
+export interface RunningStack {
+  readonly natsUrl: string
+  readonly embeddedNats: boolean
+  readonly services: ReadonlyArray<{ readonly name: Service; readonly pid: number }>
+  readonly manifestVersion: number
+  readonly natsPid?: number
+  /** Completes with the reason when a service dies after start-up; the stack is then taken down. */
+  readonly crashed: Effect.Effect<UpError>
+}
+
+const fail = (message: string, cause?: unknown) => new UpError({ message, ...(cause === undefined ? {} : { cause }) })
+
+const connectAs = (url: string, home: Home, role: string) =>
+  Effect.tryPromise({
+    try: () =>
+      connect({
+        servers: url,
+        name: `vigil-up-${role}`,
+        inboxPrefix: inboxPrefix(role),
+        authenticator: nkeyAuthenticator(new TextEncoder().encode(readSeed(home, role))),
+        maxReconnectAttempts: -1,
+      }),
+    catch: (cause) => fail(`cannot connect to ${url} as ${role}`, cause),
+  })
+
+/** A child process that is stopped (SIGTERM, then SIGKILL) when the scope closes. */
+const scopedChild = (make: () => Child, graceMs: number) =>
+  Effect.acquireRelease(Effect.sync(make), (c) => Effect.promise(() => stopChild(c, graceMs)))
+
+const tail = (text: string, lines = 15) => text.split("\n").slice(-lines).join("\n")
+
+/**
+ * Embedded bus: Vigil's own nats-server with Vigil's users and permissions, on its own loopback port and data dir.
+ * A server already answering there is used only if it accepts this home's admin credentials — a plain server on
+ * that port is not Vigil's bus (it lacks the users and permissions the security model relies on).
+ */
+const startBus = (opts: UpOptions) =>
+  Effect.gen(function* () {
+    const { home } = opts
+    if (opts.natsUrl !== undefined) return { url: opts.natsUrl, embedded: false as const }
+    const url = `nats://127.0.0.1:${opts.port}`
+    if (yield* Effect.promise(() => tcpReachable("127.0.0.1", opts.port))) {
+      const probe = yield* connectAs(url, home, "admin").pipe(Effect.option)
+      if (probe._tag === "None") {
+        return yield* fail(
+          `127.0.0.1:${opts.port} is taken by a server that refuses this home's credentials; it is not this Vigil's bus. ` +
+            "Stop it, choose another --port, or point --nats at a Vigil deployment.",
+        )
+      }
+      yield* Effect.promise(() => probe.value.close())
+      return { url, embedded: false as const }
+    }
+    const users = ensureNatsUsers(home)
+    const confPath = join(home.nats, "server.conf")
+    const conf = renderServerConf({
+      port: opts.port,
+      storeDir: home.jetstream,
+      serverName: "vigil-local",
+      users: Object.fromEntries(Object.entries(users).map(([r, u]) => [r, u.publicKey])),
+    })
+    writeFileSync(confPath, conf, { mode: 0o600 })
+    let log = ""
+    const child = yield* scopedChild(
+      () =>
+        spawnChild({
+          name: "nats-server",
+          command: process.env.VIGIL_NATS_SERVER ?? "nats-server",
+          args: ["-c", confPath],
+          logFile: join(home.logs, "nats.log"),
+          onLine: (l) => {
+            log += `${l}\n`
+          },
+        }),
+      10_000,
+    )
+    writeFileSync(join(home.run, "nats.pid"), `${child.pid}\n`)
+    yield* Effect.tryPromise({
+      try: () =>
+        Promise.race([
+          waitFor("nats-server to accept connections", () => tcpReachable("127.0.0.1", opts.port), 15_000),
+          child.exited.then(({ code }) => {
+            throw new Error(`nats-server exited with ${code}:\n${tail(log)}`)
+          }),
+        ]),
+      catch: (cause) => fail(`embedded nats-server did not start: ${cause instanceof Error ? cause.message : cause}`),
+    })
+    return { url, embedded: true as const, pid: child.pid }
+  })
+
+/** Publish every manifest version to the KV bucket services follow (idempotent: an existing version is skipped). */
+const publishManifests = (nc: NatsConnection, chain: ManifestChain) =>
+  Effect.tryPromise({
+    try: async () => {
+      const kv = await new Kvm(nc).open(KV_KEYS)
+      for (const m of chain.manifests) {
+        const key = `manifest.${m.version}`
+        const existing = await kv.get(key)
+        if (existing === null || existing.operation !== "PUT") await kv.put(key, JSON.stringify(m))
+      }
+    },
+    catch: (cause) => fail("cannot publish the key manifest to the bus", cause),
+  })
+
+const healthOf = (nc: NatsConnection, s: Service) =>
+  nc
+    .request(healthSubject(s), "", { timeout: 1_000 })
+    .then((m) => m.json<{ ok: boolean }>())
+    .catch(() => undefined)
+
+/**
+ * Bring up the bus and the six services in the given scope. Closing the scope stops the services first (SIGTERM,
+ * each drains its connection), then the embedded nats-server: the order is the acquisition order, reversed.
+ */
+export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const home = ensureHome(opts.home)
+    const chain = yield* ensureManifest(home.keys).pipe(
+      Effect.provide(KeyStore.layerFile(home.keys)),
+      Effect.mapError((e) => fail(`key set-up failed: ${(e as { message?: string }).message ?? String(e)}`, e)),
+    )
+    ensureNatsUsers(home)
+    const bus = yield* startBus(opts)
+    const admin = yield* Effect.acquireRelease(connectAs(bus.url, home, "admin"), (nc) =>
+      Effect.promise(() => nc.drain().catch(() => undefined)),
+    )
+    yield* provision(admin).pipe(Effect.mapError((e) => fail("provisioning JetStream failed", e)))
+    yield* publishManifests(admin, chain)
+
+    const failed = yield* Deferred.make<UpError>()
+    const children: Array<{ name: Service; child: Child }> = []
+    for (const name of SERVICES) {
+      const child = yield* scopedChild(
+        () =>
+          spawnChild({
+            name,
+            command: process.execPath,
+            args: [join(REPO, "services", name, "src", "main.ts")],
+            env: { ...process.env, VIGIL_HOME: home.root, VIGIL_NATS_URL: bus.url, VIGIL_WORKSPACE: opts.workspace },
+            logFile: join(home.logs, `${name}.log`),
+          }),
+        15_000,
+      )
+      children.push({ name, child })
+      child.exited.then(({ code, signal }) =>
+        Effect.runFork(
+          Deferred.succeed(
+            failed,
+            fail(`${name} exited (${signal ?? `code ${code}`}); see ${join(home.logs, `${name}.log`)}`),
+          ),
+        ),
+      )
+    }
+    const healthy = Effect.tryPromise({
+      try: () =>
+        waitFor(
+          "all six services to answer health",
+          async () => (await Promise.all(SERVICES.map((s) => healthOf(admin, s)))).every((h) => h?.ok === true),
+          60_000,
+          200,
+        ),
+      catch: (cause) => fail(cause instanceof Error ? cause.message : String(cause)),
+    })
+    yield* Effect.raceFirst(healthy, Deferred.await(failed).pipe(Effect.flatMap((e) => Effect.fail(e))))
+    writeFileSync(join(home.run, "up.json"), `${JSON.stringify({ pid: process.pid, nats: bus.url })}\n`)
+    return {
+      natsUrl: bus.url,
+      embeddedNats: bus.embedded,
+      ...(bus.embedded ? { natsPid: bus.pid } : {}),
+      services: children.map((c) => ({ name: c.name, pid: c.child.pid })),
+      manifestVersion: chain.latest.version,
+      crashed: Deferred.await(failed),
+    }
+  })

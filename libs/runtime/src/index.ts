@@ -1,0 +1,8 @@
+export type { Home } from "./home.ts"
+export { ensureHome, homeAt, homeFromEnv } from "./home.ts"
+export type { Log } from "./logger.ts"
+export { makePino, pinoLoggerLayer } from "./logger.ts"
+export type { Child, SpawnOptions } from "./processes.ts"
+export { isAlive, spawnChild, stopChild, tcpReachable, waitFor } from "./processes.ts"
+export type { Handlers, ServiceDefinition } from "./service.ts"
+export { loadChain, loadSigningKey, runService, ServiceStartError, serviceProgram } from "./service.ts"
