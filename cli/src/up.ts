@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url"
 import { Kvm } from "@nats-io/kv"
 import { connect, type NatsConnection, nkeyAuthenticator } from "@nats-io/transport-node"
 import { provision } from "@vigil/bus"
-import { healthSubject, inboxPrefix, KV_KEYS, SERVICES, type Service } from "@vigil/events"
+import { healthSubject, inboxPrefix, KEYS_MANIFEST_SUBJECT, KV_KEYS, SERVICES, type Service } from "@vigil/events"
 import { ensureManifest, KeyStore, type ManifestChain } from "@vigil/keys"
 import { renderServerConf } from "@vigil/natsconf"
 import { type Child, ensureHome, type Home, spawnChild, stopChild, tcpReachable, waitFor } from "@vigil/runtime"
@@ -125,7 +125,10 @@ const publishManifests = (nc: NatsConnection, chain: ManifestChain) =>
         const key = `manifest.${m.version}`
         const existing = await kv.get(key)
         if (existing === null || existing.operation !== "PUT") await kv.put(key, JSON.stringify(m))
+        // A plain publish (no reply subject): running services append it to their verified chain.
+        nc.publish(KEYS_MANIFEST_SUBJECT, JSON.stringify(m))
       }
+      await nc.flush()
     },
     catch: (cause) => fail("cannot publish the key manifest to the bus", cause),
   })

@@ -8,25 +8,27 @@ import { Context, Layer } from "effect"
 export interface TrustShape {
   readonly resolver: KeyResolver
   /** Swap in a newer verified manifest chain. */
-  readonly replace: (next: KeyResolver & { readonly latestVersion: number }) => void
+  readonly replace: (next: TrustedChain) => void
   readonly latestVersion: () => number
 }
 
+/** A verified manifest history (libs/keys `ManifestChain`). */
+export type TrustedChain = KeyResolver & { readonly latest: { readonly version: number } }
+
 export class Trust extends Context.Service<Trust, TrustShape>()("@vigil/bus/Trust") {
-  static readonly make = (initial: KeyResolver & { readonly latestVersion: number }): TrustShape => {
+  static readonly make = (initial: TrustedChain): TrustShape => {
     let current = initial
     return {
       resolver: { resolve: (kid: string, at: number): KeyLookup => current.resolve(kid, at) },
       replace: (next) => {
         // Never go back to an older manifest version (a rolled-back KV must not re-enable revoked keys).
-        if (next.latestVersion >= current.latestVersion) current = next
+        if (next.latest.version >= current.latest.version) current = next
       },
-      latestVersion: () => current.latestVersion,
+      latestVersion: () => current.latest.version,
     }
   }
 
-  static readonly layerStatic = (resolver: KeyResolver & { readonly latestVersion: number }) =>
-    Layer.succeed(Trust, Trust.of(Trust.make(resolver)))
+  static readonly layerStatic = (resolver: TrustedChain) => Layer.succeed(Trust, Trust.of(Trust.make(resolver)))
 }
 
 /** This process's own signing key (loaded from the keystore by the service's layer). */

@@ -37,7 +37,9 @@ export const Finding = Schema.Struct({
   detector: Text(64),
   kind: Schema.Literals(["secret", "pii", "financial", "health", "credential", "custom"]),
   count: NonNegativeInt,
-  score: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 })))),
+  // Finite, not Number: both accept exactly [0, 1], but Number's JSON codec would put "NaN"/"Infinity" strings into
+  // the generated JSON Schema in place of the bounds, and the wire never carries those.
+  score: Schema.optionalKey(Schema.Finite.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 })))),
   field: Schema.optionalKey(Text(256)),
 })
 const Findings = Schema.Array(Finding).pipe(Schema.check(Schema.isMaxLength(256)))

@@ -38,11 +38,36 @@ export const noble: Ed25519 = {
   verify: (signature, message, publicKey) => {
     if (signature.length !== 64 || publicKey.length !== 32) return false
     try {
-      return ed.verify(signature, message, publicKey)
+      // noble's default (ZIP-215) and even its strict mode check the cofactored equation [8][S]B = [8]R + [8][k]A,
+      // which accepts signatures whose R or A carries a small-order component; OpenSSL checks the cofactorless
+      // [S]B = R + [k]A and refuses small-order R and A. A key holder could otherwise craft an event that the
+      // noble verifiers (browser UI) accept and the node:crypto verifiers (services) refuse. Strict mode first
+      // (canonical encodings, S < L, small-order A refused), then the cofactorless checks on top.
+      if (!ed.verify(signature, message, publicKey, { zip215: false })) return false
+      return cofactorlessHolds(signature, message, publicKey)
     } catch {
       return false // malformed points are "does not verify", never an exception on the hot path
     }
   },
+}
+
+/** Order of the Ed25519 prime-order subgroup (RFC 8032 section 5.1). */
+const L = 2n ** 252n + 27742317777372353535851937790883648493n
+
+const littleEndian = (bytes: Uint8Array): bigint => {
+  let n = 0n
+  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i] as number)
+  return n
+}
+
+/** R is not small-order and R equals the encoding of [S]B - [k]A, as RFC 8032 section 5.1.7 and OpenSSL check it. */
+const cofactorlessHolds = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean => {
+  const rBytes = signature.subarray(0, 32)
+  if (ed.Point.fromBytes(rBytes).isSmallOrder()) return false
+  const k = ed.etc.mod(littleEndian(sha512(ed.etc.concatBytes(rBytes, publicKey, message))), L)
+  const s = littleEndian(signature.subarray(32, 64))
+  const expected = ed.Point.BASE.multiply(s, false).subtract(ed.Point.fromBytes(publicKey).multiply(k, false)).toBytes()
+  return Buffer.from(expected).equals(rBytes)
 }
 
 // DER wrappers (RFC 8410) that turn raw 32-byte keys into the KeyObjects node:crypto wants.

@@ -1,7 +1,7 @@
 import { monotonicFactory } from "ulid"
 
 /** A ULID: 26 Crockford base32 characters, lexicographically sortable by creation time. */
-export const EVENT_ID_PATTERN = /^[0-9A-HJKMNP-TV-Z]{26}$/
+export const EVENT_ID_PATTERN = /^[0-9A-HJKMNP-TV-Z]{26}$/u
 
 // Monotonic so that ids minted in the same millisecond still sort in creation order.
 const next = monotonicFactory()
@@ -18,4 +18,4 @@ export const eventIdTime = (id: string): number => {
 }
 
 /** Session and task ids are subject tokens, so they may not contain NATS wildcards, dots or spaces. */
-export const TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
+export const TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/u

@@ -21,6 +21,13 @@ export const eventTypeFilter = (type: EventType): string => `vigil.ev.*.${type}`
 export const dlqSubject = (who: Principal | string): string => `vigil.dlq.${who}`
 export const healthSubject = (service: Service): string => `vigil.health.${service}`
 export const HEALTH_ALL = "vigil.health.*"
+/**
+ * New key manifest versions, announced by the provisioner with a plain publish (no reply subject). Services follow
+ * this instead of `$KV.vigil_keys.>`: a KV put carries the writer's ack inbox as its reply subject, and with
+ * `allow_responses` every subscriber could slip one forged "ack" into it. Manifests are root-signed, so the
+ * announcement needs no further trust.
+ */
+export const KEYS_MANIFEST_SUBJECT = "vigil.keys.manifest"
 
 /** Parse `vigil.ev.<session>.<type>`; the type itself contains a dot. */
 export const parseEventSubject = (subject: string): { session: string; type: string } | undefined => {

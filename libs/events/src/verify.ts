@@ -95,6 +95,28 @@ const decodeData: Record<string, (u: unknown) => Result.Result<unknown, Schema.S
   ]),
 )
 
+// RFC 8785 canonicalises I-JSON (RFC 7493 section 2.1: no unpaired surrogates). A `\ud800` escape parses into a
+// string with no UTF-8 form, which can be neither canonicalised nor signed (canonicalJson throws on it), so such a
+// text is refused as invalid JSON up front. Only texts that contain a surrogate escape need the walk.
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/u
+const allStringsWellFormed = (root: unknown): boolean => {
+  const stack: unknown[] = [root]
+  while (stack.length > 0) {
+    const v = stack.pop()
+    if (typeof v === "string") {
+      if (!v.isWellFormed()) return false
+    } else if (Array.isArray(v)) {
+      for (const x of v) stack.push(x)
+    } else if (typeof v === "object" && v !== null) {
+      for (const [k, x] of Object.entries(v)) {
+        if (!k.isWellFormed()) return false
+        stack.push(x)
+      }
+    }
+  }
+  return true
+}
+
 const reject = (reason: RejectionReason, detail: string, raw?: Record<string, unknown>): Rejection => {
   const id = raw !== undefined && typeof raw.id === "string" ? raw.id.slice(0, 64) : undefined
   const type = raw !== undefined && typeof raw.type === "string" ? raw.type.slice(0, 64) : undefined
@@ -115,13 +137,18 @@ const reject = (reason: RejectionReason, detail: string, raw?: Record<string, un
 export const verifyEvent = (bytes: Uint8Array, opts: VerifyOptions): Verified | Rejection => {
   if (bytes.length > opts.maxBytes) return reject("oversized", `${bytes.length} bytes > limit ${opts.maxBytes}`)
   let raw: unknown
+  let text: string
   try {
-    raw = JSON.parse(textDecoder.decode(bytes))
+    text = textDecoder.decode(bytes)
+    raw = JSON.parse(text)
   } catch (e) {
     return reject("invalid_json", e instanceof Error ? e.message : String(e))
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     return reject("invalid_json", "event is not a JSON object")
+  }
+  if (SURROGATE_ESCAPE.test(text) && !allStringsWellFormed(raw)) {
+    return reject("invalid_json", "not I-JSON: a string or member name contains an unpaired surrogate")
   }
   const obj = raw as Record<string, unknown>
   if (typeof obj.type === "string" && !isEventType(obj.type)) {
@@ -152,7 +179,15 @@ export const verifyEvent = (bytes: Uint8Array, opts: VerifyOptions): Verified | 
   // Check the signature before trusting any other claim the event makes about itself.
   const { sig: _sig, ...unsigned } = obj
   const sigBytes = Buffer.from(event.sig, "base64url")
-  if (!(opts.ed ?? node).verify(sigBytes, signingBytes(unsigned), lookup.key.publicKey)) {
+  let signed: Uint8Array
+  try {
+    signed = signingBytes(unsigned)
+  } catch (e) {
+    // Unreachable with today's schemas (surrogates are refused above, Schema.Json refuses non-finite numbers), but a
+    // value RFC 8785 cannot canonicalise must stay a rejection, never an exception.
+    return reject("invalid_json", `no canonical form: ${e instanceof Error ? e.message : String(e)}`, obj)
+  }
+  if (!(opts.ed ?? node).verify(sigBytes, signed, lookup.key.publicKey)) {
     return reject("bad_signature", `signature does not verify under key ${event.kid}`, obj)
   }
   if (!lookup.ok) return reject(lookup.reason, lookup.detail, obj)

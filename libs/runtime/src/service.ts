@@ -14,7 +14,7 @@ import {
   serveHealth,
   Trust,
 } from "@vigil/bus"
-import { type EventType, KV_KEYS, keyIdOf, nodeEd25519, type Service, type SigningKey } from "@vigil/events"
+import { type EventType, KEYS_MANIFEST_SUBJECT, keyIdOf, nodeEd25519, type Service, type SigningKey } from "@vigil/events"
 import { KeyStore, ManifestChain } from "@vigil/keys"
 import { Data, Effect, Fiber, Layer, Option, Redacted, Result } from "effect"
 import { type Home, homeFromEnv } from "./home.ts"
@@ -109,8 +109,8 @@ export const serviceProgram = <R>(def: ServiceDefinition<R>, home: Home, log: Lo
 
     const run = Effect.gen(function* () {
       const { nc } = yield* Nats
-      // Manifest rotations arrive as KV puts; a plain subscription needs no consumer-create right.
-      const sub = nc.subscribe(`$KV.${KV_KEYS}.>`, {
+      // Manifest rotations are announced by the provisioner; each version is root-signed and verified on append.
+      const sub = nc.subscribe(KEYS_MANIFEST_SUBJECT, {
         callback: (_err, msg) => {
           let parsed: unknown
           try {

@@ -1,0 +1,146 @@
+import type { EventType, Service } from "@vigil/events"
+import {
+  dlqSubject,
+  durableName,
+  EVENT_TYPES,
+  EVENTS_ALL,
+  eventTypeFilter,
+  HEALTH_ALL,
+  healthSubject,
+  inboxPrefix,
+  KEYS_MANIFEST_SUBJECT,
+  KV_KEYS,
+  SERVICES,
+  STREAM_AUDIT,
+  STREAM_EVENTS,
+  typesConsumedBy,
+  typesProducedBy,
+} from "@vigil/events"
+
+/**
+ * NATS users and what each may do, derived from the event catalog so that permissions cannot drift from it.
+ * Facts and traps behind these rules: ../shared/design/NATS-NOTES.md (nats-server 2.9.10, client 3.4).
+ */
+
+/** One NATS user per service, plus the ops CLI, the read-only SIEM reader and the provisioner. */
+export const ROLES = [...SERVICES, "ops", "siem", "admin"] as const
+export type Role = (typeof ROLES)[number]
+
+export const isRole = (s: string): s is Role => (ROLES as ReadonlyArray<string>).includes(s)
+
+/** The auditor reads every event through one durable (filter `vigil.ev.>`) instead of one per type. */
+export const AUDITOR_DURABLE = "auditor"
+/** The SIEM reader's pre-created durable on VIGIL_AUDIT. */
+export const SIEM_DURABLE = "siem"
+/** Subjects of the audit stream the auditor publishes (OCSF records and checkpoints) and SIEMs read. */
+export const AUDIT_OCSF = "vigil.audit.ocsf.*"
+export const AUDIT_CHECKPOINT = "vigil.audit.checkpoint"
+/** Stream behind the key-manifest KV bucket. */
+export const KV_KEYS_STREAM = `KV_${KV_KEYS}`
+
+/** A durable consumer a service reads its input through (pre-created by the provisioner, never by the service). */
+export interface DurableSpec {
+  readonly stream: string
+  readonly durable: string
+  readonly filter: string
+  /** The event types this durable delivers (every type for the auditor). */
+  readonly types: ReadonlyArray<EventType>
+}
+
+/** The durables a service consumes from VIGIL_EVENTS (nats-server 2.9: one filter subject per consumer). */
+export const durablesFor = (service: Service): ReadonlyArray<DurableSpec> => {
+  if (service === "auditor") {
+    return [{ stream: STREAM_EVENTS, durable: AUDITOR_DURABLE, filter: EVENTS_ALL, types: EVENT_TYPES }]
+  }
+  return typesConsumedBy(service).map((type) => ({
+    stream: STREAM_EVENTS,
+    durable: durableName(service, type),
+    filter: eventTypeFilter(type),
+    types: [type],
+  }))
+}
+
+/** The only consumer rights a reader gets: info, pull and ack on one pre-created durable (never CREATE: trap 7). */
+export const durableReadSubjects = (stream: string, durable: string): ReadonlyArray<string> => [
+  `$JS.API.CONSUMER.INFO.${stream}.${durable}`,
+  `$JS.API.CONSUMER.MSG.NEXT.${stream}.${durable}`,
+  `$JS.ACK.${stream}.${durable}.>`,
+]
+
+export interface Permissions {
+  readonly publish: { readonly allow: ReadonlyArray<string> }
+  /** Never empty: `subscribe { allow: [] }` means unrestricted on nats-server (trap 2). */
+  readonly subscribe: { readonly allow: ReadonlyArray<string> }
+  /** Lets the user publish one reply to the reply subject of a message it received (health requests). */
+  readonly allowResponses: boolean
+  /** Why each rule is there, rendered as comments. */
+  readonly notes: ReadonlyArray<string>
+}
+
+/** Read access to the key manifest: direct get and msg get on its stream, plus live updates as plain messages. */
+const keyManifestRead = {
+  publish: [
+    `$JS.API.DIRECT.GET.${KV_KEYS_STREAM}`,
+    `$JS.API.DIRECT.GET.${KV_KEYS_STREAM}.>`,
+    `$JS.API.STREAM.MSG.GET.${KV_KEYS_STREAM}`,
+  ],
+  subscribe: [KEYS_MANIFEST_SUBJECT],
+}
+
+const servicePermissions = (service: Service): Permissions => {
+  const produced = typesProducedBy(service).map(eventTypeFilter)
+  const audit = service === "auditor" ? [AUDIT_OCSF, AUDIT_CHECKPOINT] : []
+  const durables = durablesFor(service).flatMap((d) => durableReadSubjects(d.stream, d.durable))
+  return {
+    publish: {
+      allow: [...produced, ...audit, dlqSubject(service), ...durables, ...keyManifestRead.publish],
+    },
+    subscribe: { allow: [`${inboxPrefix(service)}.>`, healthSubject(service), ...keyManifestRead.subscribe] },
+    allowResponses: true,
+    notes: [
+      `service ${service}: publishes its catalog event types${audit.length > 0 ? ", the audit records" : ""} and its own DLQ subject`,
+      `reads ${durablesFor(service)
+        .map((d) => d.durable)
+        .join(", ")} (info, pull, ack only; never CONSUMER.CREATE)`,
+      `reads the key manifest (${KV_KEYS}) by direct/msg get and follows ${KEYS_MANIFEST_SUBJECT} (not $KV: its put carries the writer's ack inbox); answers ${healthSubject(service)}`,
+      `replies only through its own inbox prefix ${inboxPrefix(service)}`,
+    ],
+  }
+}
+
+/** Publish and subscribe rules for one role. */
+export const permissionsFor = (role: Role): Permissions => {
+  switch (role) {
+    case "ops":
+      return {
+        publish: { allow: [eventTypeFilter("containment.ordered"), HEALTH_ALL] },
+        subscribe: { allow: [`${inboxPrefix("ops")}.>`] },
+        allowResponses: false,
+        notes: ["ops CLI: orders containment and sends health requests; nothing else"],
+      }
+    case "siem":
+      return {
+        publish: { allow: durableReadSubjects(STREAM_AUDIT, SIEM_DURABLE) },
+        subscribe: { allow: [`${inboxPrefix("siem")}.>`] },
+        allowResponses: false,
+        notes: [`SIEM reader: read-only, through the pre-created durable ${SIEM_DURABLE} on ${STREAM_AUDIT}`],
+      }
+    case "admin":
+      return {
+        publish: { allow: ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$O.>", "vigil.>"] },
+        subscribe: { allow: [`${inboxPrefix("admin")}.>`, "$KV.>", "$O.>", "vigil.>"] },
+        allowResponses: false,
+        notes: [
+          "provisioner: streams, durables, KV buckets and object stores ($JS.API.> since the 3.x client puts the",
+          "filter into CONSUMER.CREATE subjects); acks and flow control for its own ordered consumers",
+        ],
+      }
+    default:
+      return servicePermissions(role)
+  }
+}
+
+/** The config variable holding a role's permissions, e.g. `POLICY_PERMS`. */
+export const permsVariable = (role: Role): string => `${role.toUpperCase()}_PERMS`
+/** The config variable holding a role's nkey public key in a per-install users file, e.g. `POLICY_NKEY`. */
+export const nkeyVariable = (role: Role): string => `${role.toUpperCase()}_NKEY`
