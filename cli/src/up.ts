@@ -48,6 +48,7 @@ const connectAs = (url: string, home: Home, role: string) =>
         inboxPrefix: inboxPrefix(role),
         authenticator: nkeyAuthenticator(new TextEncoder().encode(readSeed(home, role))),
         maxReconnectAttempts: -1,
+        timeout: 5_000,
       }),
     catch: (cause) => fail(`cannot connect to ${url} as ${role}`, cause),
   })
@@ -69,10 +70,17 @@ const startBus = (opts: UpOptions) =>
     if (opts.natsUrl !== undefined) return { url: opts.natsUrl, embedded: false as const }
     const url = `nats://127.0.0.1:${opts.port}`
     if (yield* Effect.promise(() => tcpReachable("127.0.0.1", opts.port))) {
+      // Ours only if it refuses anonymous clients (Vigil's users and permissions are in force) and accepts this
+      // home's admin: a plain server accepts anyone, including our admin credentials.
+      const anonymous = yield* Effect.tryPromise(() =>
+        connect({ servers: url, reconnect: false, timeout: 2_000 }),
+      ).pipe(Effect.option)
+      if (anonymous._tag === "Some") yield* Effect.promise(() => anonymous.value.close())
       const probe = yield* connectAs(url, home, "admin").pipe(Effect.option)
-      if (probe._tag === "None") {
+      if (anonymous._tag === "Some" || probe._tag === "None") {
+        if (probe._tag === "Some") yield* Effect.promise(() => probe.value.close())
         return yield* fail(
-          `127.0.0.1:${opts.port} is taken by a server that refuses this home's credentials; it is not this Vigil's bus. ` +
+          `127.0.0.1:${opts.port} is taken by a server that is not this Vigil's bus (${anonymous._tag === "Some" ? "it accepts anonymous clients" : "it refuses this home's credentials"}). ` +
             "Stop it, choose another --port, or point --nats at a Vigil deployment.",
         )
       }
