@@ -17,3 +17,17 @@ export const canonicalJson = (value: unknown): string => {
 
 /** UTF-8 bytes of {@link canonicalJson}. */
 export const canonicalBytes = (value: unknown): Uint8Array => utf8.encode(canonicalJson(value))
+
+/**
+ * `context` (one line naming the structure and its version) followed by the canonical bytes of `value`: what Vigil
+ * signs. The prefix separates domains, so a signature over one kind of structure (an event, a key manifest) can
+ * never be presented as a signature over another.
+ */
+export const contextBytes = (context: string, value: unknown): Uint8Array => {
+  const prefix = utf8.encode(`${context}\n`)
+  const body = canonicalBytes(value)
+  const out = new Uint8Array(prefix.length + body.length)
+  out.set(prefix, 0)
+  out.set(body, prefix.length)
+  return out
+}

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto"
 import { Schema } from "effect"
-import { canonicalBytes } from "./canonical.ts"
+import { canonicalBytes, contextBytes } from "./canonical.ts"
 import { CATALOG, type EventData, type EventType, isEventType, PRINCIPALS, type Principal } from "./catalog.ts"
 import { type Ed25519, node } from "./ed25519.ts"
 import { newEventId } from "./ids.ts"
@@ -32,20 +32,8 @@ export type Event<T extends EventType = EventType> = T extends EventType
   : never
 export type Unsigned<T extends EventType = EventType> = T extends EventType ? Omit<Event<T>, "sig"> : never
 
-/**
- * Domain separation: the signed bytes are this prefix followed by the canonical unsigned envelope, so a
- * signature made for an event can never be replayed as a signature over some other Vigil structure.
- */
-const SIGNING_CONTEXT = new TextEncoder().encode("vigil/event/v1\n")
-
-/** The exact bytes an event signature covers. */
-export const signingBytes = (unsigned: object): Uint8Array => {
-  const body = canonicalBytes(unsigned)
-  const out = new Uint8Array(SIGNING_CONTEXT.length + body.length)
-  out.set(SIGNING_CONTEXT, 0)
-  out.set(body, SIGNING_CONTEXT.length)
-  return out
-}
+/** The exact bytes an event signature covers: "vigil/event/v1\n", then the canonical envelope without `sig`. */
+export const signingBytes = (unsigned: object): Uint8Array => contextBytes("vigil/event/v1", unsigned)
 
 /** Key id of an Ed25519 public key: hex of the first 8 bytes of its SHA-256. */
 export const keyIdOf = (publicKey: Uint8Array): string =>

@@ -1,5 +1,5 @@
 export { blobRefOf } from "./blobs.ts"
-export { canonicalBytes, canonicalJson } from "./canonical.ts"
+export { canonicalBytes, canonicalJson, contextBytes } from "./canonical.ts"
 export type { EventData, EventType, Principal, Service } from "./catalog.ts"
 export {
   CATALOG,

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto"
 import {
   canonicalBytes,
+  contextBytes,
   type Ed25519,
   type EventType,
   isEventType,
@@ -105,17 +106,8 @@ const strict = { onExcessProperty: "error", errors: "first" } as const
 const decodeManifest = Schema.decodeUnknownResult(Manifest, strict)
 const decodeBody = Schema.decodeUnknownResult(ManifestBody, strict)
 
-/** Domain separation: a manifest signature can never be taken for an event signature, or the reverse. */
-const SIGNING_CONTEXT = new TextEncoder().encode("vigil/manifest/v1\n")
-
-/** The exact bytes a manifest signature covers: the context line, then the canonical manifest without `sig`. */
-export const manifestSigningBytes = (body: object): Uint8Array => {
-  const canonical = canonicalBytes(body)
-  const out = new Uint8Array(SIGNING_CONTEXT.length + canonical.length)
-  out.set(SIGNING_CONTEXT, 0)
-  out.set(canonical, SIGNING_CONTEXT.length)
-  return out
-}
+/** The exact bytes a manifest signature covers: "vigil/manifest/v1\n", then the canonical manifest without `sig`. */
+export const manifestSigningBytes = (body: object): Uint8Array => contextBytes("vigil/manifest/v1", body)
 
 /** SHA-256 (hex) of a signed manifest's RFC 8785 canonical bytes: what the next version's `prev` names. */
 export const manifestDigest = (m: Manifest): string => createHash("sha256").update(canonicalBytes(m)).digest("hex")
