@@ -14,7 +14,14 @@ import {
   serveHealth,
   Trust,
 } from "@vigil/bus"
-import { type EventType, KEYS_MANIFEST_SUBJECT, keyIdOf, nodeEd25519, type Service, type SigningKey } from "@vigil/events"
+import {
+  type EventType,
+  KEYS_MANIFEST_SUBJECT,
+  keyIdOf,
+  nodeEd25519,
+  type Service,
+  type SigningKey,
+} from "@vigil/events"
 import { KeyStore, ManifestChain } from "@vigil/keys"
 import { Data, Effect, Fiber, Layer, Option, Redacted, Result } from "effect"
 import { type Home, homeFromEnv } from "./home.ts"
