@@ -1,0 +1,37 @@
+/** Key names (c2sp.org/signed-note): non-empty, well-formed, no Unicode spaces, no plus (Go `isValidName`). */
+export const isValidKeyName = (name: string): boolean =>
+  name !== "" && name.isWellFormed() && !/[\p{White_Space}+]/u.test(name)
+
+/**
+ * Signed notes "MUST be valid UTF-8 and MUST NOT contain any ASCII control characters (those below U+0020) other
+ * than newline". A JS string is UTF-16: ill-formed means a lone surrogate, which has no UTF-8 encoding.
+ */
+export const isNoteCharacters = (s: string): boolean => {
+  if (!s.isWellFormed()) return false
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 && c !== 0x0a) return false
+  }
+  return true
+}
+
+const BASE64_STD = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/**
+ * RFC 4648 section 4 base64, canonical only: padded, no whitespace, zero pad bits. Go's `StdEncoding` would also
+ * take non-zero pad bits (and skip CR/LF); refusing them keeps one byte string per encoding, so a flipped
+ * character can never decode to the same signature.
+ */
+export const decodeBase64 = (s: string): Uint8Array | undefined => {
+  if (!BASE64_STD.test(s)) return undefined
+  const bytes = Buffer.from(s, "base64")
+  if (bytes.toString("base64") !== s) return undefined
+  return new Uint8Array(bytes)
+}
+
+export const encodeBase64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64")
+
+/** `%08x` of a uint32 key id. */
+export const hex8 = (keyId: number): string => keyId.toString(16).padStart(8, "0")
+
+export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
