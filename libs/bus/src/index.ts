@@ -1,8 +1,17 @@
 export type { BusSettings } from "./config.ts"
 export { BusConfig, DEFAULTS } from "./config.ts"
 export { Nats } from "./connection.ts"
-export type { ConsumeOptions, ConsumerHandle, ConsumerStats, Delivery, Handler } from "./consumer.ts"
-export { consume } from "./consumer.ts"
+export type {
+  BatchHandler,
+  BatchOptions,
+  ConsumeOptions,
+  ConsumerHandle,
+  ConsumerStats,
+  Delivered,
+  Delivery,
+  Handler,
+} from "./consumer.ts"
+export { consume, consumeBatches } from "./consumer.ts"
 export type { DeadLetter, DeadLetterReason } from "./dlq.ts"
 export { DeadLetters, deadLetterRecord, MAX_DLQ_PAYLOAD } from "./dlq.ts"
 export { BusConnectError, ConsumeError, HandlerError, ProvisionError, PublishError } from "./errors.ts"

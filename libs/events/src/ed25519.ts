@@ -1,4 +1,12 @@
-import { createPrivateKey, createPublicKey, type KeyObject, sign as nodeSign, verify as nodeVerify } from "node:crypto"
+import {
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  type KeyObject,
+  sign as nodeSign,
+  verify as nodeVerify,
+  randomBytes,
+} from "node:crypto"
 import * as ed from "@noble/ed25519"
 import { sha512 } from "@noble/hashes/sha2.js"
 
@@ -84,19 +92,29 @@ export const publicKeyObject = (publicKey: Uint8Array): KeyObject => {
   return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" })
 }
 
-// KeyObject creation costs about as much as a verify; services see few distinct keys, so cache them.
+// KeyObject creation costs about as much as a verify; services see few distinct keys, so cache them (bounded).
+// Private keys are cached under an HMAC of the seed with a key that exists only in this process, never under the
+// seed itself (a string cache key would put the secret in the heap, unmovable and unwipeable); keying by content
+// rather than by the Uint8Array object keeps the cache right if a caller reuses or wipes a seed buffer in place.
+const CACHE_MAX = 1024
+const cacheMac = randomBytes(32)
 const privCache = new Map<string, KeyObject>()
 const pubCache = new Map<string, KeyObject>()
-const cached = (cache: Map<string, KeyObject>, raw: Uint8Array, make: (raw: Uint8Array) => KeyObject) => {
-  const k = Buffer.from(raw).toString("base64")
+const cachedKey = (cache: Map<string, KeyObject>, k: string, raw: Uint8Array, make: (raw: Uint8Array) => KeyObject) => {
   let obj = cache.get(k)
   if (obj === undefined) {
-    if (cache.size > 1024) cache.clear()
+    if (cache.size >= CACHE_MAX) cache.clear()
     obj = make(raw)
     cache.set(k, obj)
   }
   return obj
 }
+const privateKeyOf = (seed: Uint8Array): KeyObject => {
+  checkLen("seed", seed, 32)
+  return cachedKey(privCache, createHmac("sha256", cacheMac).update(seed).digest("base64"), seed, privateKeyObject)
+}
+const publicKeyOf = (publicKey: Uint8Array): KeyObject =>
+  cachedKey(pubCache, Buffer.from(publicKey).toString("base64"), publicKey, publicKeyObject)
 
 export const node: Ed25519 = {
   name: "node",
@@ -104,15 +122,35 @@ export const node: Ed25519 = {
     const jwk = createPublicKey(privateKeyObject(seed)).export({ format: "jwk" })
     return new Uint8Array(Buffer.from(jwk.x ?? "", "base64url"))
   },
-  sign: (message, seed) => new Uint8Array(nodeSign(null, message, cached(privCache, seed, privateKeyObject))),
+  sign: (message, seed) => new Uint8Array(nodeSign(null, message, privateKeyOf(seed))),
   verify: (signature, message, publicKey) => {
     if (signature.length !== 64 || publicKey.length !== 32) return false
     try {
-      return nodeVerify(null, message, cached(pubCache, publicKey, publicKeyObject), signature)
+      return nodeVerify(null, message, publicKeyOf(publicKey), signature)
     } catch {
       return false
     }
   },
+}
+
+/**
+ * `node.verify` on libuv's thread pool (node:crypto's callback form): the same key handling, checks and answers,
+ * but the Ed25519 work leaves the event loop, so a consumer checks several signatures at once on a multi-core
+ * machine. Resolves false, never rejects, for anything that does not verify.
+ */
+export const nodeVerifyAsync = (
+  signature: Uint8Array,
+  message: Uint8Array,
+  publicKey: Uint8Array,
+): Promise<boolean> => {
+  if (signature.length !== 64 || publicKey.length !== 32) return Promise.resolve(false)
+  return new Promise((resolve) => {
+    try {
+      nodeVerify(null, message, publicKeyOf(publicKey), signature, (err, ok) => resolve(err === null && ok))
+    } catch {
+      resolve(false)
+    }
+  })
 }
 
 /** A fresh random 32-byte Ed25519 seed (the RFC 8032 private key). */

@@ -37,4 +37,4 @@ export type {
   Verified,
   VerifyOptions,
 } from "./verify.ts"
-export { REJECTION_REASONS, verifyEvent } from "./verify.ts"
+export { REJECTION_REASONS, verifyEvent, verifyEventAsync } from "./verify.ts"

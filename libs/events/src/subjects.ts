@@ -29,6 +29,22 @@ export const HEALTH_ALL = "vigil.health.*"
  */
 export const KEYS_MANIFEST_SUBJECT = "vigil.keys.manifest"
 
+/**
+ * Read-only questions to the auditor (request/reply; not stored: outside `vigil.audit.>`): the latest checkpoint,
+ * inclusion and consistency proofs, a leaf's bytes.
+ */
+export const PROOF_SUBJECTS = {
+  checkpoint: "vigil.proof.checkpoint",
+  inclusion: "vigil.proof.inclusion",
+  consistency: "vigil.proof.consistency",
+  entry: "vigil.proof.entry",
+} as const
+export const PROOF_ALL = "vigil.proof.>"
+/** Where the auditor publishes each signed checkpoint note (stream VIGIL_AUDIT). */
+export const AUDIT_CHECKPOINT_SUBJECT = "vigil.audit.checkpoint"
+/** Where the auditor publishes the OCSF record of each event, by OCSF class. */
+export const auditOcsfSubject = (ocsfClass: string): string => `vigil.audit.ocsf.${ocsfClass}`
+
 /** Parse `vigil.ev.<session>.<type>`; the type itself contains a dot. */
 export const parseEventSubject = (subject: string): { session: string; type: string } | undefined => {
   const parts = subject.split(".")

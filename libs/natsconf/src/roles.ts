@@ -10,6 +10,7 @@ import {
   inboxPrefix,
   KEYS_MANIFEST_SUBJECT,
   KV_KEYS,
+  PROOF_ALL,
   SERVICES,
   STREAM_AUDIT,
   STREAM_EVENTS,
@@ -89,13 +90,18 @@ const keyManifestRead = {
 
 const servicePermissions = (service: Service): Permissions => {
   const produced = typesProducedBy(service).map(eventTypeFilter)
-  const audit = service === "auditor" ? [AUDIT_OCSF, AUDIT_CHECKPOINT] : []
+  // The auditor publishes the SIEM feed and checkpoints, reads back its last published checkpoint (direct get) to
+  // refuse a rolled-back store, and answers proof requests.
+  const audit = service === "auditor" ? [AUDIT_OCSF, AUDIT_CHECKPOINT, ...directGet(STREAM_AUDIT)] : []
+  const proofs = service === "auditor" ? [PROOF_ALL] : []
   const durables = durablesFor(service).flatMap((d) => durableReadSubjects(d.stream, d.durable))
   return {
     publish: {
       allow: [...produced, ...audit, dlqSubject(service), ...durables, ...keyManifestRead.publish],
     },
-    subscribe: { allow: [`${inboxPrefix(service)}.>`, healthSubject(service), ...keyManifestRead.subscribe] },
+    subscribe: {
+      allow: [`${inboxPrefix(service)}.>`, healthSubject(service), ...proofs, ...keyManifestRead.subscribe],
+    },
     allowResponses: true,
     notes: [
       `service ${service}: publishes its catalog event types${audit.length > 0 ? ", the audit records" : ""} and its own DLQ subject`,
@@ -108,22 +114,44 @@ const servicePermissions = (service: Service): Permissions => {
   }
 }
 
+/** Read-only direct get on a stream: by sequence, and last-by-subject (`…DIRECT.GET.<stream>.<subject>`). */
+const directGet = (stream: string): ReadonlyArray<string> => [
+  `$JS.API.DIRECT.GET.${stream}`,
+  `$JS.API.DIRECT.GET.${stream}.>`,
+]
+
 /** Publish and subscribe rules for one role. */
 export const permissionsFor = (role: Role): Permissions => {
   switch (role) {
     case "ops":
       return {
-        publish: { allow: [eventTypeFilter("containment.ordered"), HEALTH_ALL] },
+        publish: {
+          allow: [
+            eventTypeFilter("containment.ordered"),
+            HEALTH_ALL,
+            PROOF_ALL,
+            ...directGet(STREAM_AUDIT),
+            ...directGet(STREAM_EVENTS),
+            `$JS.API.STREAM.INFO.${STREAM_AUDIT}`,
+            `$JS.API.STREAM.INFO.${STREAM_EVENTS}`,
+          ],
+        },
         subscribe: { allow: [`${inboxPrefix("ops")}.>`] },
         allowResponses: false,
-        notes: ["ops CLI: orders containment and sends health requests; nothing else"],
+        notes: [
+          "ops CLI: orders containment, sends health and proof requests, reads the event and audit streams by",
+          "direct get (read-only, no consumer to create); nothing else",
+        ],
       }
     case "siem":
       return {
-        publish: { allow: durableReadSubjects(STREAM_AUDIT, SIEM_DURABLE) },
+        publish: { allow: [...durableReadSubjects(STREAM_AUDIT, SIEM_DURABLE), PROOF_ALL] },
         subscribe: { allow: [`${inboxPrefix("siem")}.>`] },
         allowResponses: false,
-        notes: [`SIEM reader: read-only, through the pre-created durable ${SIEM_DURABLE} on ${STREAM_AUDIT}`],
+        notes: [
+          `SIEM reader: read-only, through the pre-created durable ${SIEM_DURABLE} on ${STREAM_AUDIT}; asks the`,
+          "auditor for proofs",
+        ],
       }
     case "admin":
       return {

@@ -23,7 +23,7 @@ import {
   type SigningKey,
 } from "@vigil/events"
 import { KeyStore, ManifestChain } from "@vigil/keys"
-import { Data, Effect, Fiber, Layer, Option, Redacted, Result } from "effect"
+import { Data, Effect, Fiber, Layer, Option, Redacted, Result, type Scope } from "effect"
 import { type Home, homeFromEnv } from "./home.ts"
 import { type Log, makePino, pinoLoggerLayer } from "./logger.ts"
 
@@ -35,9 +35,28 @@ export class ServiceStartError extends Data.TaggedError("ServiceStartError")<{
 /** Handlers by input type. A type the service consumes but has no handler for yet is verified and acked. */
 export type Handlers<R> = { readonly [T in EventType]?: Handler<T, R> }
 
+/** What a service's own consumption program gets: its verified key and manifest, its data dir, its logger. */
+export interface ServiceContext {
+  readonly key: SigningKey
+  readonly chain: ManifestChain
+  readonly home: Home
+  readonly log: Log
+}
+
 export interface ServiceDefinition<R> {
   readonly name: Service
   readonly handlers?: Handlers<R>
+  /**
+   * Instead of one handler per input type, the service binds its durables itself (e.g. the auditor's batched
+   * ingest); returns its consumer handles and extra health fields.
+   */
+  readonly custom?: (
+    ctx: ServiceContext,
+  ) => Effect.Effect<
+    { readonly handles: ReadonlyArray<ConsumerHandle>; readonly health?: () => Record<string, unknown> },
+    unknown,
+    R | BusConfig | NatsService | Trust | Signer | Publisher | DeadLetters | Scope.Scope
+  >
   /** Extra services the handlers need (domain state, engines). */
   readonly layer?: Layer.Layer<R, unknown, NatsService | Publisher>
   /** Extra fields for the health report. */
@@ -133,9 +152,16 @@ export const serviceProgram = <R>(def: ServiceDefinition<R>, home: Home, log: Lo
       })
       yield* Effect.addFinalizer(() => Effect.sync(() => sub.unsubscribe()))
       const handles: Array<ConsumerHandle> = []
-      for (const d of durablesOf(def.name)) {
-        const h = (d.type === undefined ? undefined : def.handlers?.[d.type]) as Handler<EventType, R> | undefined
-        handles.push(yield* consume({ durable: d.durable, stream: d.stream }, h ?? (() => Effect.void)))
+      let customHealth: (() => Record<string, unknown>) | undefined
+      if (def.custom !== undefined) {
+        const started = yield* def.custom({ key, chain, home, log })
+        handles.push(...started.handles)
+        customHealth = started.health
+      } else {
+        for (const d of durablesOf(def.name)) {
+          const h = (d.type === undefined ? undefined : def.handlers?.[d.type]) as Handler<EventType, R> | undefined
+          handles.push(yield* consume({ durable: d.durable, stream: d.stream }, h ?? (() => Effect.void)))
+        }
       }
       yield* serveHealth(def.name, () => ({
         ok: true,
@@ -143,6 +169,7 @@ export const serviceProgram = <R>(def: ServiceDefinition<R>, home: Home, log: Lo
         manifestVersion: trust.latestVersion(),
         consumers: Object.fromEntries(handles.map((h) => [h.durable, { ...h.stats }])),
         ...def.health?.(),
+        ...customHealth?.(),
       }))
       log.info({ kid: key.kid, manifestVersion: chain.latest.version, durables: handles.length }, `${def.name} ready`)
       return yield* Effect.never

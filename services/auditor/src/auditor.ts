@@ -1,0 +1,296 @@
+import { mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { headers as natsHeaders } from "@nats-io/transport-node"
+import {
+  type ConsumerHandle,
+  consumeBatches,
+  type Delivery,
+  derivedEventId,
+  HandlerError,
+  Nats,
+  Publisher,
+} from "@vigil/bus"
+import { AUDIT_CHECKPOINT_SUBJECT, type Event, PROOF_SUBJECTS, type SigningKey, STREAM_AUDIT } from "@vigil/events"
+import type { ManifestChain } from "@vigil/keys"
+import {
+  encodeVerifierKey,
+  keyId,
+  openCheckpoint,
+  parseVerifierKey,
+  type SignerKey,
+  type VerifierKey,
+} from "@vigil/note"
+import { ocsfSubject, RelatedIndex, toOcsf } from "@vigil/ocsf"
+import type { Log } from "@vigil/runtime"
+import { Data, Effect, Schedule } from "effect"
+import { AlertEngine, type AlertRule, type Firing } from "./alerts.ts"
+import { AuditCore } from "./core.ts"
+import { answer, startProofHttp } from "./proofs.ts"
+
+export const PRODUCT_VERSION = "0.1.0"
+
+export interface AuditorSettings {
+  readonly dir: string
+  readonly checkpointEveryLeaves: number
+  readonly checkpointEveryMs: number
+  readonly httpPort: number | undefined
+  readonly rules: ReadonlyArray<AlertRule>
+  readonly maxBatch: number
+}
+
+/** The log's origin line: names the deployment and its root key, so checkpoints of two deployments never mix. */
+export const logOrigin = (chain: ManifestChain): string => `vigil/${chain.latest.deployment}/${chain.rootKid}`
+
+/** Checkpoints are signed notes by the auditor's manifest key under the origin's name: rotation is the manifest's. */
+export const noteSigner = (origin: string, key: SigningKey): SignerKey => ({
+  name: origin,
+  keyId: keyId(origin, key.publicKey),
+  publicKey: key.publicKey,
+  seed: key.seed,
+})
+
+/** Every auditor key the manifest ever granted, as note verifiers for `origin`. */
+export const noteVerifiers = (origin: string, chain: ManifestChain): ReadonlyArray<VerifierKey> => {
+  const seen = new Set<string>()
+  const out: VerifierKey[] = []
+  for (const m of chain.manifests) {
+    for (const k of m.keys) {
+      if (k.principal !== "auditor" || seen.has(k.kid)) continue
+      seen.add(k.kid)
+      out.push(parseVerifierKey(encodeVerifierKey(origin, Buffer.from(k.publicKey, "base64url"))))
+    }
+  }
+  return out
+}
+
+/** The store is behind (or beside) a checkpoint already published: continuing would fork the log. */
+export class AuditStoreRolledBack extends Data.TaggedError("AuditStoreRolledBack")<{
+  readonly message: string
+  readonly firstBadIndex: number
+}> {}
+
+/**
+ * The auditor: one durable over all of `vigil.ev.>` in stream order, batches appended to the tile log and
+ * committed before they are acked, OCSF records for SIEMs, threshold alerts, checkpoints on a size/time cadence,
+ * and read-only proof answers. Refuses to run on a store that is behind its own published checkpoints.
+ */
+export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: ManifestChain, log: Log) =>
+  Effect.gen(function* () {
+    const { nc, js } = yield* Nats
+    const publisher = yield* Publisher
+    const origin = logOrigin(chain)
+    const verifiers = noteVerifiers(origin, chain)
+    mkdirSync(settings.dir, { recursive: true })
+    const core = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () =>
+          AuditCore.open({
+            dir: settings.dir,
+            origin,
+            signer: noteSigner(origin, key),
+            verifier: verifiers.at(-1) as VerifierKey,
+          }),
+        catch: (cause) =>
+          new AuditStoreRolledBack({
+            message: `cannot open the audit log in ${settings.dir}: ${cause}`,
+            firstBadIndex: 0,
+          }),
+      }),
+      (c) => Effect.sync(() => c.log.close()),
+    )
+
+    // What the bus already saw must be a prefix of this store: a rolled-back store that continued would sign a
+    // second, inconsistent history.
+    const jsm = yield* Effect.promise(() => jetstreamManager(nc, { checkAPI: false }))
+    const published = yield* Effect.promise(() =>
+      jsm.direct.getMessage(STREAM_AUDIT, { last_by_subj: AUDIT_CHECKPOINT_SUBJECT }).catch(() => null),
+    )
+    if (published !== null) {
+      const { checkpoint } = openCheckpoint(published.string(), verifiers, { origin })
+      const size = Number(checkpoint.size)
+      const problem =
+        size > core.size
+          ? `the store has ${core.size} leaves but checkpoint ${size} was published: leaves ${core.size}..${size - 1} are missing`
+          : !Buffer.from(core.log.rootAt(size)).equals(Buffer.from(checkpoint.rootHash))
+            ? `the store's tree at size ${size} differs from the published checkpoint`
+            : undefined
+      if (problem !== undefined) {
+        const firstBadIndex = Math.min(core.size, size)
+        yield* publisher
+          .publish({
+            type: "alert.raised",
+            session: "audit",
+            data: {
+              rule: "audit-store-rolled-back",
+              severity: "critical",
+              summary: `The audit log store is not consistent with its published checkpoints (${problem}); the auditor refuses to continue.`,
+              evidence: [],
+              details: { storeSize: core.size, checkpointSize: size, firstBadIndex },
+            },
+          })
+          .pipe(Effect.ignore)
+        return yield* new AuditStoreRolledBack({ message: problem, firstBadIndex })
+      }
+    }
+
+    const related = new RelatedIndex()
+    const alerts = new AlertEngine(settings.rules)
+    const ocsfOut = (event: Event, index: number, streamSeq: number) => {
+      const mapped = toOcsf(event, { leafIndex: index, streamSeq, productVersion: PRODUCT_VERSION, ...lookup(event) })
+      const h = natsHeaders()
+      h.set("Vigil-Event-Id", event.id)
+      h.set("Vigil-Leaf-Index", String(index))
+      // One record per event, however often the event is re-processed.
+      return js.publish(ocsfSubject(mapped.subjectClass), JSON.stringify(mapped.record), {
+        msgID: `ocsf:${event.id}`,
+        headers: h,
+      })
+    }
+    const lookup = (event: Event) => {
+      const r = related.lookup(event)
+      return r === undefined ? {} : { related: r }
+    }
+
+    const raise = (f: Firing, cause: Event) =>
+      publisher.publish({
+        id: derivedEventId(cause.id, `auditor/alert/${f.rule.id}`),
+        type: "alert.raised",
+        session: f.key === "*" ? cause.session : f.key,
+        causation: cause.id,
+        correlation: cause.correlation,
+        data: {
+          rule: f.rule.id,
+          severity: f.rule.severity,
+          summary: f.rule.summary,
+          evidence: [...f.evidence],
+          details: { count: f.count },
+        },
+      })
+
+    const checkpoint = Effect.gen(function* () {
+      const signed = core.signCheckpoint()
+      if (signed === undefined) return
+      yield* publishCheckpoint(signed)
+    })
+    const publishCheckpoint = (signed: { size: number; note: string }) =>
+      Effect.gen(function* () {
+        yield* Effect.tryPromise(() =>
+          js.publish(AUDIT_CHECKPOINT_SUBJECT, signed.note, { msgID: `checkpoint:${origin}:${signed.size}` }),
+        )
+        const [, size, root] = signed.note.split("\n")
+        // Derived from the last leaf it covers: re-publishing after a crash yields the same id.
+        const lastLeaf = JSON.parse(Buffer.from(core.log.entry(signed.size - 1)).toString("utf8")) as { id: string }
+        yield* publisher.publish({
+          id: derivedEventId(lastLeaf.id, `auditor/checkpoint/${signed.size}`),
+          type: "checkpoint.signed",
+          session: "audit",
+          data: { origin, size: Number(size), root: root as string, note: signed.note },
+        })
+      }).pipe(Effect.retry({ schedule: Schedule.spaced("500 millis"), times: 20 }))
+    // A checkpoint signed but not yet on the bus (crash in between) is published now.
+    if (core.lastCheckpoint !== undefined && (published === null || core.lastCheckpoint.note !== published.string())) {
+      yield* publishCheckpoint(core.lastCheckpoint).pipe(Effect.ignore)
+    }
+
+    const ingest = (batch: ReadonlyArray<{ readonly event: Event; readonly delivery: Delivery }>) =>
+      Effect.gen(function* () {
+        const outcome = yield* Effect.try({
+          try: () => core.append(batch.map((b) => ({ event: b.event, streamSeq: b.delivery.streamSeq }))),
+          catch: (cause) => new HandlerError({ message: "audit log append failed", cause }),
+        })
+        const acks: Promise<unknown>[] = []
+        for (const a of [...outcome.redelivered, ...outcome.appended]) acks.push(ocsfOut(a.event, a.index, a.streamSeq))
+        for (const a of outcome.appended) {
+          related.observe(a.event)
+          for (const f of alerts.observe(a.event)) acks.push(Effect.runPromise(raise(f, a.event)))
+        }
+        for (const d of outcome.duplicates) {
+          log.warn(
+            { eventId: d.event.id, firstIndex: d.firstIndex, streamSeq: d.streamSeq },
+            "duplicate event id refused",
+          )
+          acks.push(
+            Effect.runPromise(
+              publisher.publish({
+                id: derivedEventId(d.event.id, `auditor/duplicate/${d.streamSeq}`),
+                type: "alert.raised",
+                session: d.event.session,
+                causation: d.event.id,
+                data: {
+                  rule: "duplicate-event",
+                  severity: "high",
+                  summary: `Event ${d.event.id} was stored again (stream sequence ${d.streamSeq}); it is already leaf ${d.firstIndex} and was not appended twice.`,
+                  evidence: [d.event.id],
+                  details: { firstIndex: d.firstIndex, streamSeq: d.streamSeq },
+                },
+              }),
+            ),
+          )
+        }
+        yield* Effect.tryPromise({
+          try: () => Promise.all(acks),
+          catch: (cause) => new HandlerError({ message: "publishing audit records failed", cause }),
+        })
+        if (
+          core.lastCheckpoint === undefined ||
+          core.size - core.lastCheckpoint.size >= settings.checkpointEveryLeaves
+        ) {
+          yield* checkpoint.pipe(Effect.ignore)
+        }
+      })
+
+    const handle: ConsumerHandle = yield* consumeBatches(
+      { durable: "auditor", maxBatch: settings.maxBatch, maxWaitMs: 20 },
+      ingest,
+    )
+    yield* checkpoint.pipe(
+      Effect.ignore,
+      Effect.repeat(Schedule.spaced(`${settings.checkpointEveryMs} millis`)),
+      Effect.forkScoped,
+    )
+
+    // Read-only queries: NATS request/reply for ops and SIEMs, HTTP for anyone on this machine.
+    for (const [kind, subject] of Object.entries(PROOF_SUBJECTS) as Array<[keyof typeof PROOF_SUBJECTS, string]>) {
+      const sub = nc.subscribe(subject, {
+        callback: (_err, msg) => {
+          let req: Record<string, unknown> = {}
+          try {
+            req = msg.data.length === 0 ? {} : (msg.json() as Record<string, unknown>)
+          } catch {
+            msg.respond(JSON.stringify({ ok: false, error: "request is not JSON" }))
+            return
+          }
+          try {
+            msg.respond(JSON.stringify(answer(core, kind, req)))
+          } catch (e) {
+            msg.respond(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }))
+          }
+        },
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => sub.unsubscribe()))
+    }
+    if (settings.httpPort !== undefined) {
+      const server = yield* Effect.promise(() => startProofHttp(core, settings.httpPort as number))
+      yield* Effect.addFinalizer(() => Effect.sync(() => server.close()))
+      const address = server.address()
+      log.info(
+        { port: typeof address === "object" && address !== null ? address.port : settings.httpPort },
+        "proof HTTP listening on 127.0.0.1",
+      )
+    }
+    log.info({ origin, size: core.size, lastStreamSeq: core.lastStreamSeq }, "audit log open")
+    return {
+      handles: [handle],
+      health: () => ({ logSize: core.size, checkpointSize: core.lastCheckpoint?.size ?? 0, origin }),
+    }
+  })
+
+export const auditorSettingsFromEnv = (dataDir: string, rules: ReadonlyArray<AlertRule>): AuditorSettings => ({
+  dir: join(dataDir, "log"),
+  checkpointEveryLeaves: Number(process.env.VIGIL_CHECKPOINT_LEAVES ?? 1000),
+  checkpointEveryMs: Number(process.env.VIGIL_CHECKPOINT_MS ?? 1000),
+  httpPort: process.env.VIGIL_AUDIT_HTTP_PORT === undefined ? undefined : Number(process.env.VIGIL_AUDIT_HTTP_PORT),
+  rules,
+  maxBatch: 1000,
+})
