@@ -237,7 +237,7 @@ describe.each(SERVICES)("service %s", (service: Service) => {
     expect(await storedSubjects(STREAM_DLQ, DLQ_ALL)).toContain(dlqSubject(service))
   })
 
-  it("publishes audit records only if it is the auditor; no health requests, nothing into other inboxes", async () => {
+  it("publishes audit records only if it is the auditor; no other service's heartbeat, nothing into other inboxes", async () => {
     if (service === "auditor") {
       for (const subject of ["vigil.audit.checkpoint", "vigil.audit.ocsf.api_activity"]) {
         expect((await js(service).publish(subject, "{}", { msgID: msgId(subject) })).stream).toBe(STREAM_AUDIT)
@@ -319,18 +319,35 @@ describe.each(SERVICES)("service %s", (service: Service) => {
     expect((await adminKv.get("manifest"))?.string()).toBe(value)
   })
 
-  it("answers health requests from ops", async () => {
-    const sub = nc(service).subscribe(healthSubject(service), {
-      max: 1,
+  it("publishes its heartbeat, which ops can read; cannot answer requests (no allow_responses)", async () => {
+    const sub = nc("ops").subscribe(healthSubject(service), { max: 1 })
+    await nc("ops").flush()
+    nc(service).publish(healthSubject(service), JSON.stringify({ service, ok: true }))
+    for await (const m of sub) expect(m.json()).toEqual({ service, ok: true })
+    // Proof requests go to the auditor's separate query user (prover), never to an event-consuming user.
+    await expectSubscribeRefused(service, "vigil.proof.checkpoint")
+  })
+})
+
+describe("prover", () => {
+  it("answers proof requests from ops and siem, and can do nothing else", async () => {
+    const sub = nc("prover").subscribe("vigil.proof.checkpoint", {
+      max: 2,
       callback: (_err, m) => {
-        m.respond(JSON.stringify({ service, ok: true }))
+        m.respond(JSON.stringify({ ok: true }))
       },
     })
-    await nc(service).flush()
-    const reply = await nc("ops").request(healthSubject(service), "", { timeout: 2_000 })
-    expect(reply.json()).toEqual({ service, ok: true })
-    expect(reply.subject.startsWith("_INBOX_ops.")).toBe(true)
+    await nc("prover").flush()
+    for (const asker of ["ops", "siem"] as const) {
+      const reply = await nc(asker).request("vigil.proof.checkpoint", "{}", { timeout: 2_000 })
+      expect(reply.json()).toEqual({ ok: true })
+    }
     await sub.closed
+    for (const t of EVENT_TYPES) await expectPublishRefused("prover", eventSubject("deny-prover", t))
+    await expectPublishRefused("prover", "vigil.audit.checkpoint")
+    await expectPlainPublishRefused("prover", "_INBOX_ops.forged")
+    await expectSubscribeRefused("prover", EVENTS_ALL)
+    expect(await storedSubjects(STREAM_EVENTS, "vigil.ev.deny-prover.>")).toEqual([])
   })
 })
 

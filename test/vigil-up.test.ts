@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
-import { healthSubject, inboxPrefix, SERVICES } from "@vigil/events"
+import { HEALTH_ALL, inboxPrefix, SERVICES } from "@vigil/events"
 import { isAlive } from "@vigil/runtime"
 import { freePort, startNats } from "@vigil/test"
 import { afterAll, describe, expect, it } from "vitest"
@@ -49,6 +49,7 @@ const vigilUp = (home: string, port: number) => {
   return { child, ready, exited, output: () => out }
 }
 
+/** One fresh heartbeat from each service, read as the ops user. */
 const healthAll = async (url: string, home: string) => {
   const nc = await connect({
     servers: url,
@@ -58,11 +59,16 @@ const healthAll = async (url: string, home: string) => {
     ),
   })
   try {
-    return await Promise.all(
-      SERVICES.map(async (s) =>
-        (await nc.request(healthSubject(s), "", { timeout: 5_000 })).json<Record<string, unknown>>(),
-      ),
-    )
+    const seen = new Map<string, Record<string, unknown>>()
+    const sub = nc.subscribe(HEALTH_ALL)
+    const deadline = setTimeout(() => sub.unsubscribe(), 10_000)
+    for await (const m of sub) {
+      const h = m.json<Record<string, unknown>>()
+      seen.set(h.service as string, h)
+      if (seen.size === SERVICES.length) break
+    }
+    clearTimeout(deadline)
+    return SERVICES.map((s) => seen.get(s))
   } finally {
     await nc.close()
   }
@@ -81,7 +87,7 @@ describe("vigil up", () => {
     const pids = [ready.natsPid as number, ...ready.services.map((s) => s.pid)]
     for (const pid of pids) expect(isAlive(pid)).toBe(true)
 
-    // Health answered by each service over the secured bus, to the ops user.
+    // A heartbeat from each service over the secured bus, readable by the ops user.
     const health = await healthAll(ready.nats, home)
     for (const [i, h] of health.entries()) {
       expect(h).toMatchObject({ service: SERVICES[i], ok: true, manifestVersion: 1 })

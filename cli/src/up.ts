@@ -3,8 +3,8 @@ import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Kvm } from "@nats-io/kv"
 import { connect, type NatsConnection, nkeyAuthenticator } from "@nats-io/transport-node"
-import { provision } from "@vigil/bus"
-import { healthSubject, inboxPrefix, KEYS_MANIFEST_SUBJECT, KV_KEYS, SERVICES, type Service } from "@vigil/events"
+import { HEARTBEAT_MS, provision } from "@vigil/bus"
+import { HEALTH_ALL, inboxPrefix, KEYS_MANIFEST_SUBJECT, KV_KEYS, SERVICES, type Service } from "@vigil/events"
 import { ensureManifest, KeyStore, type ManifestChain } from "@vigil/keys"
 import { renderServerConf } from "@vigil/natsconf"
 import { type Child, ensureHome, type Home, spawnChild, stopChild, tcpReachable, waitFor } from "@vigil/runtime"
@@ -141,11 +141,25 @@ const publishManifests = (nc: NatsConnection, chain: ManifestChain) =>
     catch: (cause) => fail("cannot publish the key manifest to the bus", cause),
   })
 
-const healthOf = (nc: NatsConnection, s: Service) =>
-  nc
-    .request(healthSubject(s), "", { timeout: 1_000 })
-    .then((m) => m.json<{ ok: boolean }>())
-    .catch(() => undefined)
+/** Latest heartbeat of each service, from `vigil.health.*`. */
+const watchHealth = (nc: NatsConnection) => {
+  const latest = new Map<string, { ok: boolean; at: string }>()
+  const sub = nc.subscribe(HEALTH_ALL, {
+    callback: (_err, m) => {
+      try {
+        const h = m.json<{ service: string; ok: boolean; at: string }>()
+        latest.set(h.service, h)
+      } catch {
+        // not a heartbeat; ignore
+      }
+    },
+  })
+  const healthy = (s: Service) => {
+    const h = latest.get(s)
+    return h !== undefined && h.ok && Date.now() - Date.parse(h.at) < 5 * HEARTBEAT_MS
+  }
+  return { sub, healthy }
+}
 
 /**
  * Bring up the bus and the six services in the given scope. Closing the scope stops the services first (SIGTERM,
@@ -190,14 +204,10 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
         ),
       )
     }
+    const health = watchHealth(admin)
+    yield* Effect.addFinalizer(() => Effect.sync(() => health.sub.unsubscribe()))
     const healthy = Effect.tryPromise({
-      try: () =>
-        waitFor(
-          "all six services to answer health",
-          async () => (await Promise.all(SERVICES.map((s) => healthOf(admin, s)))).every((h) => h?.ok === true),
-          60_000,
-          200,
-        ),
+      try: () => waitFor("a heartbeat from all six services", async () => SERVICES.every(health.healthy), 60_000, 100),
       catch: (cause) => fail(cause instanceof Error ? cause.message : String(cause)),
     })
     yield* Effect.raceFirst(healthy, Deferred.await(failed).pipe(Effect.flatMap((e) => Effect.fail(e))))

@@ -24,7 +24,13 @@ import {
  */
 
 /** One NATS user per service, plus the ops CLI, the read-only SIEM reader and the provisioner. */
-export const ROLES = [...SERVICES, "ops", "siem", "admin"] as const
+/**
+ * `prover` is the auditor's second connection, the only user with `allow_responses`: it answers proof requests and
+ * consumes nothing. nats-server tracks the reply subject of every message delivered to a user with
+ * `allow_responses` — for a JetStream consumer that is every `$JS.ACK…` — which cut pull throughput about five
+ * times in the benchmark; so no event-consuming user has it, and health is a published heartbeat, not a reply.
+ */
+export const ROLES = [...SERVICES, "prover", "ops", "siem", "admin"] as const
 export type Role = (typeof ROLES)[number]
 
 export const isRole = (s: string): s is Role => (ROLES as ReadonlyArray<string>).includes(s)
@@ -93,22 +99,26 @@ const servicePermissions = (service: Service): Permissions => {
   // The auditor publishes the SIEM feed and checkpoints, reads back its last published checkpoint (direct get) to
   // refuse a rolled-back store, and answers proof requests.
   const audit = service === "auditor" ? [AUDIT_OCSF, AUDIT_CHECKPOINT, ...directGet(STREAM_AUDIT)] : []
-  const proofs = service === "auditor" ? [PROOF_ALL] : []
   const durables = durablesFor(service).flatMap((d) => durableReadSubjects(d.stream, d.durable))
   return {
     publish: {
-      allow: [...produced, ...audit, dlqSubject(service), ...durables, ...keyManifestRead.publish],
+      allow: [
+        ...produced,
+        ...audit,
+        dlqSubject(service),
+        healthSubject(service),
+        ...durables,
+        ...keyManifestRead.publish,
+      ],
     },
-    subscribe: {
-      allow: [`${inboxPrefix(service)}.>`, healthSubject(service), ...proofs, ...keyManifestRead.subscribe],
-    },
-    allowResponses: true,
+    subscribe: { allow: [`${inboxPrefix(service)}.>`, ...keyManifestRead.subscribe] },
+    allowResponses: false,
     notes: [
       `service ${service}: publishes its catalog event types${audit.length > 0 ? ", the audit records" : ""} and its own DLQ subject`,
       `reads ${durablesFor(service)
         .map((d) => d.durable)
         .join(", ")} (info, pull, ack only; never CONSUMER.CREATE)`,
-      `reads the key manifest (${KV_KEYS}) by direct/msg get and follows ${KEYS_MANIFEST_SUBJECT} (not $KV: its put carries the writer's ack inbox); answers ${healthSubject(service)}`,
+      `reads the key manifest (${KV_KEYS}) by direct/msg get and follows ${KEYS_MANIFEST_SUBJECT} (not $KV: its put carries the writer's ack inbox); publishes its heartbeat on ${healthSubject(service)}`,
       `replies only through its own inbox prefix ${inboxPrefix(service)}`,
     ],
   }
@@ -123,12 +133,19 @@ const directGet = (stream: string): ReadonlyArray<string> => [
 /** Publish and subscribe rules for one role. */
 export const permissionsFor = (role: Role): Permissions => {
   switch (role) {
+    case "prover":
+      return {
+        // Publishes nothing of its own (its inbox is a harmless non-empty allow list); replies via allow_responses.
+        publish: { allow: [`${inboxPrefix("prover")}.>`] },
+        subscribe: { allow: [`${inboxPrefix("prover")}.>`, PROOF_ALL] },
+        allowResponses: true,
+        notes: ["the auditor's query connection: answers vigil.proof.* requests, one reply each; consumes nothing"],
+      }
     case "ops":
       return {
         publish: {
           allow: [
             eventTypeFilter("containment.ordered"),
-            HEALTH_ALL,
             PROOF_ALL,
             ...directGet(STREAM_AUDIT),
             ...directGet(STREAM_EVENTS),
@@ -136,10 +153,10 @@ export const permissionsFor = (role: Role): Permissions => {
             `$JS.API.STREAM.INFO.${STREAM_EVENTS}`,
           ],
         },
-        subscribe: { allow: [`${inboxPrefix("ops")}.>`] },
+        subscribe: { allow: [`${inboxPrefix("ops")}.>`, HEALTH_ALL] },
         allowResponses: false,
         notes: [
-          "ops CLI: orders containment, sends health and proof requests, reads the event and audit streams by",
+          "ops CLI: orders containment, reads service heartbeats, sends proof requests, reads the event and audit streams by",
           "direct get (read-only, no consumer to create); nothing else",
         ],
       }

@@ -10,8 +10,8 @@ import {
   Nats,
   type Nats as NatsService,
   Publisher,
+  publishHealth,
   Signer,
-  serveHealth,
   Trust,
 } from "@vigil/bus"
 import {
@@ -163,7 +163,7 @@ export const serviceProgram = <R>(def: ServiceDefinition<R>, home: Home, log: Lo
           handles.push(yield* consume({ durable: d.durable, stream: d.stream }, h ?? (() => Effect.void)))
         }
       }
-      yield* serveHealth(def.name, () => ({
+      yield* publishHealth(def.name, () => ({
         ok: true,
         kid: key.kid,
         manifestVersion: trust.latestVersion(),

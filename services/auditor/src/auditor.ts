@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { jetstreamManager } from "@nats-io/jetstream"
-import { headers as natsHeaders } from "@nats-io/transport-node"
+import { connect, headers as natsHeaders, nkeyAuthenticator } from "@nats-io/transport-node"
 import {
   type ConsumerHandle,
   consumeBatches,
@@ -11,7 +11,14 @@ import {
   Nats,
   Publisher,
 } from "@vigil/bus"
-import { AUDIT_CHECKPOINT_SUBJECT, type Event, PROOF_SUBJECTS, type SigningKey, STREAM_AUDIT } from "@vigil/events"
+import {
+  AUDIT_CHECKPOINT_SUBJECT,
+  type Event,
+  inboxPrefix,
+  PROOF_SUBJECTS,
+  type SigningKey,
+  STREAM_AUDIT,
+} from "@vigil/events"
 import type { ManifestChain } from "@vigil/keys"
 import {
   encodeVerifierKey,
@@ -37,6 +44,8 @@ export interface AuditorSettings {
   readonly httpPort: number | undefined
   readonly rules: ReadonlyArray<AlertRule>
   readonly maxBatch: number
+  /** The query connection (NATS user `prover`, the only one with allow_responses); absent: no NATS proof API. */
+  readonly prover?: { readonly url: string; readonly seed: string }
 }
 
 /** The log's origin line: names the deployment and its root key, so checkpoints of two deployments never mix. */
@@ -250,25 +259,39 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
       Effect.forkScoped,
     )
 
-    // Read-only queries: NATS request/reply for ops and SIEMs, HTTP for anyone on this machine.
-    for (const [kind, subject] of Object.entries(PROOF_SUBJECTS) as Array<[keyof typeof PROOF_SUBJECTS, string]>) {
-      const sub = nc.subscribe(subject, {
-        callback: (_err, msg) => {
-          let req: Record<string, unknown> = {}
-          try {
-            req = msg.data.length === 0 ? {} : (msg.json() as Record<string, unknown>)
-          } catch {
-            msg.respond(JSON.stringify({ ok: false, error: "request is not JSON" }))
-            return
-          }
-          try {
-            msg.respond(JSON.stringify(answer(core, kind, req)))
-          } catch (e) {
-            msg.respond(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }))
-          }
-        },
-      })
-      yield* Effect.addFinalizer(() => Effect.sync(() => sub.unsubscribe()))
+    // Read-only queries: NATS request/reply for ops and SIEMs (own user: see natsconf roles), HTTP on loopback.
+    if (settings.prover !== undefined) {
+      const prover = settings.prover
+      const qc = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          connect({
+            servers: prover.url,
+            name: `vigil-prover-${process.pid}`,
+            inboxPrefix: inboxPrefix("prover"),
+            authenticator: nkeyAuthenticator(new TextEncoder().encode(prover.seed)),
+            maxReconnectAttempts: -1,
+          }),
+        ),
+        (c) => Effect.promise(() => c.drain().catch(() => undefined)),
+      )
+      for (const [kind, subject] of Object.entries(PROOF_SUBJECTS) as Array<[keyof typeof PROOF_SUBJECTS, string]>) {
+        qc.subscribe(subject, {
+          callback: (_err, msg) => {
+            let req: Record<string, unknown> = {}
+            try {
+              req = msg.data.length === 0 ? {} : (msg.json() as Record<string, unknown>)
+            } catch {
+              msg.respond(JSON.stringify({ ok: false, error: "request is not JSON" }))
+              return
+            }
+            try {
+              msg.respond(JSON.stringify(answer(core, kind, req)))
+            } catch (e) {
+              msg.respond(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }))
+            }
+          },
+        })
+      }
     }
     if (settings.httpPort !== undefined) {
       const server = yield* Effect.promise(() => startProofHttp(core, settings.httpPort as number))
@@ -286,7 +309,12 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
     }
   })
 
-export const auditorSettingsFromEnv = (dataDir: string, rules: ReadonlyArray<AlertRule>): AuditorSettings => ({
+export const auditorSettingsFromEnv = (
+  dataDir: string,
+  rules: ReadonlyArray<AlertRule>,
+  prover?: { readonly url: string; readonly seed: string },
+): AuditorSettings => ({
+  ...(prover === undefined ? {} : { prover }),
   dir: join(dataDir, "log"),
   checkpointEveryLeaves: Number(process.env.VIGIL_CHECKPOINT_LEAVES ?? 1000),
   checkpointEveryMs: Number(process.env.VIGIL_CHECKPOINT_MS ?? 1000),
