@@ -22,6 +22,8 @@ export {
   startVigilBus,
   taskDraft,
 } from "./deployment.ts"
+export type { ServiceProcess, TestHome } from "./home.ts"
+export { prepareHome, startService } from "./home.ts"
 export type { Creds, NatsServer, StartNatsOptions } from "./nats.ts"
 export { freePort, NATS_SERVER_BIN, reconnected, startNats } from "./nats.ts"
 export type { StoredMsg } from "./streams.ts"
