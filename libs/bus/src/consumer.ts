@@ -9,11 +9,12 @@ import {
   verifyEvent,
   verifyEventAsync,
 } from "@vigil/events"
-import { Cause, Duration, Effect, Exit, Fiber, Schedule, type Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Schedule, type Scope, Stream, Tracer } from "effect"
 import { BusConfig } from "./config.ts"
 import { Nats } from "./connection.ts"
 import { DeadLetters, deadLetterRecord } from "./dlq.ts"
 import { ConsumeError, type HandlerError } from "./errors.ts"
+import { parseTraceparent } from "./trace.ts"
 import { Trust } from "./trust.ts"
 
 /** Where a verified event came from, for handlers that care (e.g. the auditor's leaf order is `streamSeq`). */
@@ -85,6 +86,20 @@ class RecentIds {
     }
   }
 }
+
+/**
+ * Run a handler in a span that continues the event's trace (its signed `trace` field, the W3C traceparent the
+ * producer set), so events the handler emits carry the same trace id.
+ */
+const inTraceOf =
+  (event: Event) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+    const parent = parseTraceparent(event.trace)
+    return Effect.withSpan(effect, `vigil.handle ${event.type}`, {
+      attributes: { "vigil.event.id": event.id, "vigil.event.type": event.type, "vigil.session": event.session },
+      ...(parent === undefined ? {} : { parent: Tracer.externalSpan(parent) }),
+    })
+  }
 
 /** What binding a durable gives both consumption styles: verified events in order, and how to settle them. */
 const bindDurable = (opts: ConsumeOptions) =>
@@ -275,6 +290,7 @@ export const consume = <T extends EventType, R>(
         return Effect.void
       }
       return handler(event as Event<T>, d).pipe(
+        inTraceOf(event),
         Effect.exit,
         Effect.flatMap((exit) => {
           if (Exit.isFailure(exit)) return failed(m, d, event, exit.cause)

@@ -14,6 +14,7 @@ import { Context, Duration, Effect, Layer, Schedule } from "effect"
 import { BusConfig } from "./config.ts"
 import { Nats } from "./connection.ts"
 import { PublishError } from "./errors.ts"
+import { formatTraceparent } from "./trace.ts"
 import { Signer } from "./trust.ts"
 
 export interface Published<T extends EventType = EventType> {
@@ -91,8 +92,21 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
         )
       }
 
+      // An event emitted inside a traced effect carries that span as its trace context (envelope `trace`, signed,
+      // and the `traceparent` header), so a request can be followed across services in any OTel backend.
+      const withTrace = <T extends EventType>(draft: Draft<T>): Effect.Effect<Draft<T>> =>
+        draft.trace !== undefined
+          ? Effect.succeed(draft)
+          : Effect.currentSpan.pipe(
+              Effect.map((span) => ({
+                ...draft,
+                trace: formatTraceparent({ traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }),
+              })),
+              Effect.orElseSucceed(() => draft),
+            )
+
       return Publisher.of({
-        publish: (draft) => Effect.suspend(() => send(signEvent(key, draft))),
+        publish: (draft) => withTrace(draft).pipe(Effect.flatMap((d) => Effect.suspend(() => send(signEvent(key, d))))),
         publishSigned: send,
       })
     }),
