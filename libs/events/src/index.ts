@@ -28,6 +28,8 @@ export {
 export { EVENT_ID_PATTERN, eventIdTime, newEventId, TOKEN_PATTERN } from "./ids.ts"
 export { BlobRef, EventId, KeyId, Sha256Hex, Timestamp, Token } from "./primitives.ts"
 export * from "./subjects.ts"
+export type { DurableSpec } from "./topology.ts"
+export { AUDITOR_DURABLE, allDurables, durablesFor, SIEM_DURABLE } from "./topology.ts"
 export type {
   KeyLookup,
   KeyResolver,

@@ -1,9 +1,7 @@
-import type { EventType, Service } from "@vigil/events"
+import type { Service } from "@vigil/events"
 import {
   dlqSubject,
-  durableName,
-  EVENT_TYPES,
-  EVENTS_ALL,
+  durablesFor,
   eventTypeFilter,
   HEALTH_ALL,
   healthSubject,
@@ -12,9 +10,9 @@ import {
   KV_KEYS,
   PROOF_ALL,
   SERVICES,
+  SIEM_DURABLE,
   STREAM_AUDIT,
   STREAM_EVENTS,
-  typesConsumedBy,
   typesProducedBy,
 } from "@vigil/events"
 
@@ -35,37 +33,12 @@ export type Role = (typeof ROLES)[number]
 
 export const isRole = (s: string): s is Role => (ROLES as ReadonlyArray<string>).includes(s)
 
-/** The auditor reads every event through one durable (filter `vigil.ev.>`) instead of one per type. */
-export const AUDITOR_DURABLE = "auditor"
-/** The SIEM reader's pre-created durable on VIGIL_AUDIT. */
-export const SIEM_DURABLE = "siem"
+export { AUDITOR_DURABLE, type DurableSpec, durablesFor, SIEM_DURABLE } from "@vigil/events"
 /** Subjects of the audit stream the auditor publishes (OCSF records and checkpoints) and SIEMs read. */
 export const AUDIT_OCSF = "vigil.audit.ocsf.*"
 export const AUDIT_CHECKPOINT = "vigil.audit.checkpoint"
 /** Stream behind the key-manifest KV bucket. */
 export const KV_KEYS_STREAM = `KV_${KV_KEYS}`
-
-/** A durable consumer a service reads its input through (pre-created by the provisioner, never by the service). */
-export interface DurableSpec {
-  readonly stream: string
-  readonly durable: string
-  readonly filter: string
-  /** The event types this durable delivers (every type for the auditor). */
-  readonly types: ReadonlyArray<EventType>
-}
-
-/** The durables a service consumes from VIGIL_EVENTS (nats-server 2.9: one filter subject per consumer). */
-export const durablesFor = (service: Service): ReadonlyArray<DurableSpec> => {
-  if (service === "auditor") {
-    return [{ stream: STREAM_EVENTS, durable: AUDITOR_DURABLE, filter: EVENTS_ALL, types: EVENT_TYPES }]
-  }
-  return typesConsumedBy(service).map((type) => ({
-    stream: STREAM_EVENTS,
-    durable: durableName(service, type),
-    filter: eventTypeFilter(type),
-    types: [type],
-  }))
-}
 
 /** The only consumer rights a reader gets: info, pull and ack on one pre-created durable (never CREATE: trap 7). */
 export const durableReadSubjects = (stream: string, durable: string): ReadonlyArray<string> => [

@@ -159,7 +159,9 @@ export const serviceProgram = <R>(def: ServiceDefinition<R>, home: Home, log: Lo
         customHealth = started.health
       } else {
         for (const d of durablesOf(def.name)) {
-          const h = (d.type === undefined ? undefined : def.handlers?.[d.type]) as Handler<EventType, R> | undefined
+          const h = (d.types.length === 1 ? def.handlers?.[d.types[0] as EventType] : undefined) as
+            | Handler<EventType, R>
+            | undefined
           handles.push(yield* consume({ durable: d.durable, stream: d.stream }, h ?? (() => Effect.void)))
         }
       }
