@@ -27,8 +27,9 @@ afterAll(() => {
 })
 
 /** `vigil up --json` as a user runs it; resolves with the ready line, or rejects with the output on early exit. */
-const vigilUp = (home: string, port: number) => {
-  const child = spawn(process.execPath, [CLI, "up", "--json", "--home", home, "--port", String(port)], {
+const vigilUp = (home: string, port: number, auditPort = port + 1) => {
+  const args = ["up", "--json", "--home", home, "--port", String(port), "--audit-port", String(auditPort)]
+  const child = spawn(process.execPath, [CLI, ...args], {
     cwd: REPO,
     stdio: ["ignore", "pipe", "pipe"],
   })
@@ -79,7 +80,8 @@ describe("vigil up", () => {
     const home = mkdtempSync(join(tmpdir(), "vigil-up-"))
     homes.push(home)
     const port = await freePort()
-    const run = vigilUp(home, port)
+    const auditPort = await freePort()
+    const run = vigilUp(home, port, auditPort)
     const ready = await run.ready
     expect(ready.nats).toBe(`nats://127.0.0.1:${port}`)
     expect(ready.natsPid).toBeGreaterThan(0)
@@ -93,12 +95,17 @@ describe("vigil up", () => {
       expect(h).toMatchObject({ service: SERVICES[i], ok: true, manifestVersion: 1 })
     }
 
+    // The auditor's read-only HTTP answers on loopback (no events yet, so no checkpoint).
+    const cp = await fetch(`http://127.0.0.1:${auditPort}/checkpoint`)
+    expect(cp.status).toBe(404)
+    expect(await cp.text()).toMatch(/no checkpoint/)
+
     run.child.kill("SIGTERM")
     expect(await run.exited).toBe(0)
     for (const pid of pids) expect(isAlive(pid), `pid ${pid} still alive after SIGTERM`).toBe(false)
 
     // A second start on the same home keeps the keys: the manifest stays at version 1, and it stops cleanly again.
-    const again = vigilUp(home, port)
+    const again = vigilUp(home, port, auditPort)
     const ready2 = await again.ready
     expect(ready2.manifestVersion).toBe(1)
     again.child.kill("SIGINT")

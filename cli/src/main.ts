@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { homeAt } from "@vigil/runtime"
 import { Cause, Effect, type Exit, Fiber } from "effect"
-import { DEFAULT_PORT, up } from "./up.ts"
+import { DEFAULT_AUDIT_PORT, DEFAULT_PORT, up } from "./up.ts"
 
 const REPO = resolve(fileURLToPath(new URL("../..", import.meta.url)))
 
@@ -21,6 +21,7 @@ options:
   --port N          port of the embedded nats-server on 127.0.0.1 (default ${DEFAULT_PORT})
   --nats URL        use this existing Vigil deployment instead of the embedded server
   --workspace DIR   the folder the agent may work in (default: the demo workspace)
+  --audit-port N    port of the auditor's read-only HTTP on 127.0.0.1 (default ${DEFAULT_AUDIT_PORT})
   --json            machine-readable output, one JSON object per line
 `
 
@@ -31,6 +32,7 @@ const { values, positionals } = parseArgs({
     port: { type: "string" },
     nats: { type: "string" },
     workspace: { type: "string" },
+    "audit-port": { type: "string" },
     json: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -71,6 +73,11 @@ if (values.help === true || command === "help") {
     process.stderr.write(`vigil up: --port must be a TCP port, got ${values.port}\n`)
     process.exit(2)
   }
+  const auditPort = values["audit-port"] === undefined ? DEFAULT_AUDIT_PORT : Number.parseInt(values["audit-port"], 10)
+  if (!Number.isInteger(auditPort) || auditPort <= 0 || auditPort > 65535) {
+    process.stderr.write(`vigil up: --audit-port must be a TCP port, got ${values["audit-port"]}\n`)
+    process.exit(2)
+  }
   const home = homeAt(values.home ?? process.env.VIGIL_HOME ?? ".vigil")
   const workspace = resolve(values.workspace ?? resolve(REPO, "demo", "workspace"))
   runUntilSignal(
@@ -80,6 +87,7 @@ if (values.help === true || command === "help") {
           home,
           port,
           workspace,
+          auditPort,
           json,
           out: (l) => process.stdout.write(`${l}\n`),
           ...(values.nats === undefined ? {} : { natsUrl: values.nats }),
@@ -91,6 +99,7 @@ if (values.help === true || command === "help") {
           `  home       ${home.root}`,
           `  logs       ${home.logs}`,
           `  workspace  ${workspace}`,
+          `  audit log  http://127.0.0.1:${auditPort}/checkpoint (tiles and proofs under the same address)`,
           "Ctrl-C stops everything.",
         ]
         say(lines.join("\n"), {
@@ -102,6 +111,7 @@ if (values.help === true || command === "help") {
           manifestVersion: stack.manifestVersion,
           home: home.root,
           workspace,
+          audit: `http://127.0.0.1:${auditPort}`,
         })
         const why = yield* stack.crashed
         return yield* Effect.fail(why)

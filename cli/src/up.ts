@@ -15,6 +15,7 @@ export class UpError extends Data.TaggedError("UpError")<{ readonly message: str
 
 const REPO = resolve(fileURLToPath(new URL("../..", import.meta.url)))
 export const DEFAULT_PORT = 4290
+export const DEFAULT_AUDIT_PORT = 4380
 
 export interface UpOptions {
   readonly home: Home
@@ -23,6 +24,8 @@ export interface UpOptions {
   /** Port of the embedded nats-server (loopback only). */
   readonly port: number
   readonly workspace: string
+  /** Loopback port of the auditor's read-only HTTP (checkpoint, tiles, proofs). */
+  readonly auditPort: number
   readonly json: boolean
   readonly out: (line: string) => void
 }
@@ -189,7 +192,13 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
             name,
             command: process.execPath,
             args: [join(REPO, "services", name, "src", "main.ts")],
-            env: { ...process.env, VIGIL_HOME: home.root, VIGIL_NATS_URL: bus.url, VIGIL_WORKSPACE: opts.workspace },
+            env: {
+              ...process.env,
+              VIGIL_HOME: home.root,
+              VIGIL_NATS_URL: bus.url,
+              VIGIL_WORKSPACE: opts.workspace,
+              ...(name === "auditor" ? { VIGIL_AUDIT_HTTP_PORT: String(opts.auditPort) } : {}),
+            },
             logFile: join(home.logs, `${name}.log`),
           }),
         15_000,
