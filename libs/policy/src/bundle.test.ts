@@ -1,0 +1,127 @@
+import { fileURLToPath } from "node:url"
+import { canonicalJson, keyIdOf, nobleEd25519, nodeEd25519 } from "@vigil/events"
+import { describe, expect, it } from "vitest"
+import { bundleSigningBytes, packBundle, type SignedBundle, signBundle, verifyBundle } from "./bundle.ts"
+import { bundleDigest } from "./contents.ts"
+
+const POLICIES = fileURLToPath(new URL("../../../policies", import.meta.url))
+const ROOT = new Uint8Array(32).fill(7)
+const ROOT_PUB = nodeEd25519.publicKey(ROOT)
+const OTHER = new Uint8Array(32).fill(9)
+
+const signed = (role: string | null = null): SignedBundle => signBundle(ROOT, packBundle(POLICIES, role))
+const resign = (b: Omit<SignedBundle, "sig" | "rootKid" | "digest">, seed = ROOT): SignedBundle =>
+  signBundle(seed, { v: b.v, role: b.role, schema: b.schema, policies: b.policies, dataClasses: b.dataClasses })
+
+describe("signed policy bundles", () => {
+  it("round-trips through JSON: signature, digest and a working engine", () => {
+    for (const role of [null, "business", "engineering-canary"]) {
+      const b = signed(role)
+      expect(b.rootKid).toBe(keyIdOf(ROOT_PUB))
+      expect(b.digest).toBe(bundleDigest(packBundle(POLICIES, role)))
+      const v = verifyBundle(ROOT_PUB, JSON.parse(JSON.stringify(b)))
+      if (!v.ok) throw new Error(v.detail)
+      expect(v.digest).toBe(b.digest)
+      expect(v.engine.digest).toBe(b.digest)
+      expect(v.engine.role).toBe(role)
+      const d = v.engine.decideIntent(
+        { tool: "shell.exec", args: { cmd: "ls" } },
+        { grantedFolders: [], role: "staff", device: { id: "d", managed: true, os: "linux" } },
+      )
+      expect(d).toMatchObject({ effect: "deny", rules: ["no-shell"], bundle: b.digest })
+    }
+  })
+
+  it("signs the domain-separated canonical body, and noble and node:crypto agree", () => {
+    const b = signed()
+    const { sig, ...body } = b
+    const bytes = bundleSigningBytes(body)
+    expect(Buffer.from(bytes).toString("utf8")).toBe(`vigil/policy-bundle/v1\n${canonicalJson(body)}`)
+    expect(nobleEd25519.verify(Buffer.from(sig, "base64url"), bytes, ROOT_PUB)).toBe(true)
+    expect(verifyBundle(ROOT_PUB, b, nobleEd25519).ok).toBe(true)
+    expect(signBundle(ROOT, packBundle(POLICIES), nobleEd25519).sig).toBe(sig)
+  })
+
+  it("refuses a changed policy, a changed data-class rule or a changed role (bad_signature)", () => {
+    const b = signed()
+    const tampered: ReadonlyArray<SignedBundle> = [
+      {
+        ...b,
+        policies: {
+          ...b.policies,
+          "default/00-boundaries.cedar": (b.policies["default/00-boundaries.cedar"] as string).replace(
+            'forbid (principal, action == Action::"shell.exec", resource);',
+            'forbid (principal, action == Action::"shell.exec", resource) when { false };',
+          ),
+        },
+      },
+      { ...b, dataClasses: { ...(b.dataClasses as object), default: "public" } },
+      { ...b, role: "business" },
+      { ...b, sig: `${b.sig.slice(0, 10)}${b.sig[10] === "A" ? "B" : "A"}${b.sig.slice(11)}` },
+    ]
+    for (const t of tampered) {
+      const v = verifyBundle(ROOT_PUB, t)
+      expect(v.ok).toBe(false)
+      if (!v.ok) expect(v.reason).toBe("bad_signature")
+    }
+  })
+
+  it("refuses a bundle signed by another root (bad_signature)", () => {
+    const v = verifyBundle(ROOT_PUB, resign(signed(), OTHER))
+    expect(v).toMatchObject({ ok: false, reason: "bad_signature" })
+    if (!v.ok) expect(v.detail).toMatch(/signed by root/)
+    const forged = { ...resign(signed(), OTHER), rootKid: keyIdOf(ROOT_PUB) }
+    expect(verifyBundle(ROOT_PUB, forged)).toMatchObject({ ok: false, reason: "bad_signature" })
+  })
+
+  it("refuses a malformed document (schema)", () => {
+    const b = signed()
+    for (const bad of [
+      null,
+      "bundle",
+      { ...b, sig: "not-base64" },
+      { ...b, extra: true },
+      { ...b, v: 2 },
+      { ...b, policies: { "/etc/passwd": "x" } },
+    ]) {
+      expect(verifyBundle(ROOT_PUB, bad)).toMatchObject({ ok: false, reason: "schema" })
+    }
+  })
+
+  it("refuses a signed digest that does not match the contents (schema)", () => {
+    const b = signed()
+    const { sig: _sig, ...body } = { ...b, digest: "0".repeat(64) }
+    const sig = Buffer.from(nodeEd25519.sign(bundleSigningBytes(body), ROOT)).toString("base64url")
+    expect(verifyBundle(ROOT_PUB, { ...body, sig })).toMatchObject({ ok: false, reason: "schema" })
+  })
+
+  it("a correctly signed bundle is still checked: schema, parse and validation", () => {
+    const b = signed()
+    const badSchema = resign({ ...b, schema: `${b.schema}\nentity Broken {` })
+    expect(verifyBundle(ROOT_PUB, badSchema)).toMatchObject({ ok: false, reason: "schema" })
+
+    const badClasses = resign({ ...b, dataClasses: { v: 1, default: "internal", rules: [{ id: "x", class: "top" }] } })
+    expect(verifyBundle(ROOT_PUB, badClasses)).toMatchObject({ ok: false, reason: "schema" })
+
+    const badSyntax = resign({
+      ...b,
+      policies: { ...b.policies, "default/99-x.cedar": `@id("x")\n@reason("r")\npermit (principal, action resource);` },
+    })
+    expect(verifyBundle(ROOT_PUB, badSyntax)).toMatchObject({ ok: false, reason: "parse" })
+
+    const invalid = resign({
+      ...b,
+      policies: {
+        ...b.policies,
+        "default/99-x.cedar": `@id("x")\n@reason("r")\npermit (principal, action == Action::"net.fetch", resource) when { resource.trusted };`,
+      },
+    })
+    const v = verifyBundle(ROOT_PUB, invalid)
+    expect(v).toMatchObject({ ok: false, reason: "validation" })
+    if (!v.ok) expect(v.errors.join("\n")).toMatch(/default\/99-x\.cedar:3: .*trusted/)
+  })
+
+  it("refuses to sign malformed contents", () => {
+    expect(() => signBundle(ROOT, { ...packBundle(POLICIES), v: 3 } as never)).toThrow(/invalid bundle contents/)
+  })
+})
