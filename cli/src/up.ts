@@ -10,6 +10,7 @@ import { renderServerConf } from "@vigil/natsconf"
 import { type Child, ensureHome, type Home, spawnChild, stopChild, tcpReachable, waitFor } from "@vigil/runtime"
 import { Data, Deferred, Effect, type Scope } from "effect"
 import { ensureNatsUsers, readSeed } from "./creds.ts"
+import { publishBundle, signedBundleFrom } from "./policy-bundle.ts"
 
 export class UpError extends Data.TaggedError("UpError")<{ readonly message: string; readonly cause?: unknown }> {}
 
@@ -26,6 +27,8 @@ export interface UpOptions {
   readonly workspace: string
   /** Loopback port of the auditor's read-only HTTP (checkpoint, tiles, proofs). */
   readonly auditPort: number
+  /** Policy role bundle (a folder under policies/roles/), or null for the default set alone. */
+  readonly role?: string | null
   readonly json: boolean
   readonly out: (line: string) => void
 }
@@ -35,6 +38,7 @@ export interface RunningStack {
   readonly embeddedNats: boolean
   readonly services: ReadonlyArray<{ readonly name: Service; readonly pid: number }>
   readonly manifestVersion: number
+  readonly policyBundle: string
   readonly natsPid?: number
   /** Completes with the reason when a service dies after start-up; the stack is then taken down. */
   readonly crashed: Effect.Effect<UpError>
@@ -182,6 +186,12 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
     )
     yield* provision(admin).pipe(Effect.mapError((e) => fail("provisioning JetStream failed", e)))
     yield* publishManifests(admin, chain)
+    // The policy bundle is signed here (root key) and verified by the policy service before it decides anything.
+    const bundle = yield* signedBundleFrom(home, opts.role ?? null).pipe(Effect.mapError((e) => fail(e.message, e)))
+    yield* Effect.tryPromise({
+      try: () => publishBundle(admin, bundle),
+      catch: (cause) => fail("cannot publish the policy bundle", cause),
+    })
 
     const failed = yield* Deferred.make<UpError>()
     const children: Array<{ name: Service; child: Child }> = []
@@ -198,6 +208,9 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
               VIGIL_NATS_URL: bus.url,
               VIGIL_WORKSPACE: opts.workspace,
               ...(name === "auditor" ? { VIGIL_AUDIT_HTTP_PORT: String(opts.auditPort) } : {}),
+              ...(name === "policy"
+                ? { VIGIL_GRANTED_FOLDERS: opts.workspace, VIGIL_POLICY_ROLE: opts.role ?? "staff" }
+                : {}),
             },
             logFile: join(home.logs, `${name}.log`),
           }),
@@ -227,6 +240,7 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
       ...(bus.embedded ? { natsPid: bus.pid } : {}),
       services: children.map((c) => ({ name: c.name, pid: c.child.pid })),
       manifestVersion: chain.latest.version,
+      policyBundle: bundle.digest,
       crashed: Deferred.await(failed),
     }
   })

@@ -28,6 +28,10 @@ export const HEALTH_ALL = "vigil.health.*"
  * announcement needs no further trust.
  */
 export const KEYS_MANIFEST_SUBJECT = "vigil.keys.manifest"
+/** Key of the active signed policy bundle in the KV bucket {@link KV_POLICY}. */
+export const POLICY_BUNDLE_KEY = "bundle"
+/** A new signed policy bundle, announced (plain publish) after it is written to KV; root-signed, verified on use. */
+export const POLICY_BUNDLE_SUBJECT = "vigil.policy.bundle"
 
 /**
  * Read-only questions to the auditor (request/reply; not stored: outside `vigil.audit.>`): the latest checkpoint,

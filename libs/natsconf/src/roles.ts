@@ -8,6 +8,8 @@ import {
   inboxPrefix,
   KEYS_MANIFEST_SUBJECT,
   KV_KEYS,
+  KV_POLICY,
+  POLICY_BUNDLE_SUBJECT,
   PROOF_ALL,
   SERVICES,
   SIEM_DURABLE,
@@ -72,19 +74,23 @@ const servicePermissions = (service: Service): Permissions => {
   // The auditor publishes the SIEM feed and checkpoints, reads back its last published checkpoint (direct get) to
   // refuse a rolled-back store, and answers proof requests.
   const audit = service === "auditor" ? [AUDIT_OCSF, AUDIT_CHECKPOINT, ...directGet(STREAM_AUDIT)] : []
+  // The policy service reads the active signed bundle (direct get on its KV stream) and follows announcements.
+  const bundles = service === "policy" ? directGet(`KV_${KV_POLICY}`) : []
+  const bundleNews = service === "policy" ? [POLICY_BUNDLE_SUBJECT] : []
   const durables = durablesFor(service).flatMap((d) => durableReadSubjects(d.stream, d.durable))
   return {
     publish: {
       allow: [
         ...produced,
         ...audit,
+        ...bundles,
         dlqSubject(service),
         healthSubject(service),
         ...durables,
         ...keyManifestRead.publish,
       ],
     },
-    subscribe: { allow: [`${inboxPrefix(service)}.>`, ...keyManifestRead.subscribe] },
+    subscribe: { allow: [`${inboxPrefix(service)}.>`, ...bundleNews, ...keyManifestRead.subscribe] },
     allowResponses: false,
     notes: [
       `service ${service}: publishes its catalog event types${audit.length > 0 ? ", the audit records" : ""} and its own DLQ subject`,

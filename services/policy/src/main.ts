@@ -1,5 +1,25 @@
-// The policy decision service: decides every intent (allow, deny, ask) with Cedar policies and signed bundles.
-// This process verifies and acknowledges its input; domain handlers join `handlers` as their issues land.
+// The policy decision service: decides every intent (allow, deny, ask) with Cedar policies from a root-signed
+// bundle, binds each decision to the intent's hash, and turns signed consents and grants into decisions.
 import { runService } from "@vigil/runtime"
+import { runPolicy } from "./policy.ts"
 
-runService({ name: "policy" })
+const list = (v: string | undefined) =>
+  (v ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+
+runService({
+  name: "policy",
+  custom: ({ home, log }) =>
+    runPolicy(
+      {
+        grantedFolders: list(process.env.VIGIL_GRANTED_FOLDERS ?? process.env.VIGIL_WORKSPACE),
+        role: process.env.VIGIL_POLICY_ROLE ?? "staff",
+        egressAllowlist: list(process.env.VIGIL_EGRESS_ALLOWLIST),
+        dlpTimeoutMs: Number(process.env.VIGIL_DLP_TIMEOUT_MS ?? 10_000),
+      },
+      home,
+      log,
+    ),
+})

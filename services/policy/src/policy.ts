@@ -1,0 +1,276 @@
+import { hostname, platform } from "node:os"
+import { type ConsumerHandle, consume, derivedEventId, HandlerError, Nats, Publisher } from "@vigil/bus"
+import { durableName, type Event, type EventData, eventHash, followUp, POLICY_BUNDLE_SUBJECT } from "@vigil/events"
+import type { Decision, RequestOptions } from "@vigil/policy"
+import type { Home, Log } from "@vigil/runtime"
+import { Effect, Fiber } from "effect"
+import { BundleHolder, readStoredBundle } from "./bundles.ts"
+
+/** Tools whose arguments leave the device: their decision waits for DLP's findings on the arguments. */
+const EGRESS_TOOLS = new Set(["net.fetch", "model.remote", "plugin.run"])
+
+export interface PolicySettings {
+  readonly grantedFolders: ReadonlyArray<string>
+  readonly role: string
+  readonly egressAllowlist: ReadonlyArray<string>
+  /** How long an egress intent waits for `intent.screened` before it is denied (fail closed). */
+  readonly dlpTimeoutMs: number
+}
+
+interface Grant {
+  readonly id: string
+  readonly session: string
+  readonly tool?: string
+  readonly pathPrefix?: string
+  readonly until?: number
+}
+
+type Intent = Event<"intent.proposed">
+
+/** The path an intent acts on, for matching durable grants. */
+const pathOf = (intent: Intent): string | undefined => {
+  const p = intent.data.args.path
+  return typeof p === "string" ? p : undefined
+}
+
+const grantCovers = (g: Grant, intent: Intent, now: number): boolean => {
+  if (g.session !== intent.session) return false
+  if (g.until !== undefined && now >= g.until) return false
+  if (g.tool !== undefined && g.tool !== intent.data.tool) return false
+  if (g.pathPrefix !== undefined) {
+    const p = pathOf(intent)
+    const prefix = g.pathPrefix.endsWith("/") ? g.pathPrefix : `${g.pathPrefix}/`
+    if (p === undefined || !(p === g.pathPrefix || p.startsWith(prefix))) return false
+  }
+  return true
+}
+
+/**
+ * The policy decision service: every intent gets exactly one signed `decision.made` bound to the intent's hash
+ * (allow / deny / ask, the rules that fired, a plain-language reason, obligations, the bundle digest). `ask` turns
+ * into a second decision once the user's signed consent arrives; durable grants answer later asks in their scope
+ * until revoked or expired; a contained session gets nothing but denies. Anything it cannot evaluate is a deny.
+ */
+export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
+  Effect.gen(function* () {
+    const { nc } = yield* Nats
+    const publisher = yield* Publisher
+    const bundles = new BundleHolder(home)
+    const device = { id: hostname(), managed: false, os: platform() }
+
+    const alertRefused = (why: { reason: string; detail: string }) =>
+      publisher
+        .publish({
+          type: "alert.raised",
+          session: "policy",
+          data: {
+            rule: "policy-bundle-refused",
+            severity: "high",
+            summary: `A policy bundle was refused (${why.reason}): ${why.detail}`.slice(0, 2000),
+            evidence: [],
+            details: { reason: why.reason, active: bundles.current?.digest ?? null },
+          },
+        })
+        .pipe(Effect.ignore)
+    const offer = (doc: unknown) => {
+      const r = bundles.offer(doc)
+      if (r.ok) {
+        if (r.changed) log.info({ bundle: r.digest }, "policy bundle active")
+        return Effect.void
+      }
+      log.warn({ reason: r.reason }, `policy bundle refused: ${r.detail}`)
+      return alertRefused(r)
+    }
+    const stored = yield* Effect.promise(() => readStoredBundle(nc))
+    if (stored === undefined) log.warn("no policy bundle stored: every intent is denied until one is published")
+    else yield* offer(stored)
+    const sub = nc.subscribe(POLICY_BUNDLE_SUBJECT, {
+      callback: (_err, msg) => {
+        let doc: unknown
+        try {
+          doc = msg.json()
+        } catch {
+          doc = { malformed: true }
+        }
+        Effect.runFork(offer(doc))
+      },
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => sub.unsubscribe()))
+
+    const intents = new Map<string, Intent>()
+    const screened = new Map<string, EventData<"intent.screened">>()
+    const timers = new Map<string, Fiber.Fiber<void, never>>()
+    const decided = new Set<string>()
+    const grants = new Map<string, Grant>()
+    const contained = new Map<string, string>()
+    const forget = (id: string) => {
+      intents.delete(id)
+      screened.delete(id)
+    }
+
+    const options = (intent: Intent, consent: boolean): Omit<RequestOptions, "dataClasses"> => {
+      const findings = screened.get(intent.id)?.findings
+      return {
+        grantedFolders: settings.grantedFolders,
+        role: settings.role,
+        device,
+        egressAllowlist: settings.egressAllowlist,
+        consent,
+        ...(findings === undefined ? {} : { dlpFindings: findings }),
+      }
+    }
+
+    const denial = (explanation: string, rule: string): Decision => ({
+      effect: "deny",
+      rules: [rule],
+      explanation,
+      obligations: [],
+      bundle: bundles.current?.digest ?? "0".repeat(64),
+      diagnostics: { errors: [], classification: [], permits: [] },
+    })
+
+    const evaluate = (intent: Intent, consent: boolean): Decision => {
+      const why = contained.get(intent.session)
+      if (why !== undefined) return denial(`Ops contained this session: ${why}`.slice(0, 1000), "containment")
+      const engine = bundles.current
+      if (engine === undefined) return denial("No policy bundle is loaded, so nothing is allowed.", "no-bundle")
+      return engine.decideIntent(intent.data, options(intent, consent))
+    }
+
+    const emit = (intent: Intent, d: Decision, id: string, cause: Event) =>
+      publisher
+        .publish(
+          followUp(cause, {
+            id,
+            type: "decision.made",
+            data: {
+              intent: intent.id,
+              intentHash: eventHash(intent),
+              effect: d.effect,
+              rules: [...d.rules],
+              explanation: d.explanation.slice(0, 1000),
+              obligations: d.obligations.map((o) => ({ ...o })),
+              bundle: d.bundle,
+              ...(d.dataClass === undefined ? {} : { dataClass: d.dataClass }),
+            },
+          }),
+        )
+        .pipe(
+          Effect.mapError((cause) => new HandlerError({ message: `decision for ${intent.id} not published`, cause })),
+        )
+
+    /** The first decision on an intent (deterministic id: a redelivery re-publishes the same event). */
+    const decideFirst = (intent: Intent) =>
+      Effect.gen(function* () {
+        if (decided.has(intent.id)) return
+        let d = evaluate(intent, false)
+        if (d.effect === "ask") {
+          const grant = [...grants.values()].find((g) => grantCovers(g, intent, Date.now()))
+          if (grant !== undefined) {
+            const withConsent = evaluate(intent, true)
+            if (withConsent.effect === "allow")
+              d = { ...withConsent, rules: [...withConsent.rules, `grant:${grant.id}`] }
+          }
+        }
+        yield* emit(intent, d, derivedEventId(intent.id, "policy"), intent)
+        decided.add(intent.id)
+        const t = timers.get(intent.id)
+        if (t !== undefined) yield* Fiber.interrupt(t)
+        timers.delete(intent.id)
+        // An ask stays known until the user answers; anything else is done.
+        if (d.effect !== "ask") forget(intent.id)
+      })
+
+    const onIntent = (intent: Intent) =>
+      Effect.gen(function* () {
+        if (decided.has(intent.id)) return
+        intents.set(intent.id, intent)
+        if (!EGRESS_TOOLS.has(intent.data.tool) || screened.has(intent.id)) return yield* decideFirst(intent)
+        // Data would leave the device: wait for DLP's findings, and deny if they never come.
+        const timer = yield* Effect.sleep(`${settings.dlpTimeoutMs} millis`).pipe(
+          Effect.andThen(
+            Effect.suspend(() => {
+              if (decided.has(intent.id)) return Effect.void
+              screened.set(intent.id, { intent: intent.id, verdict: "blocked", findings: [] })
+              const d = denial(
+                "DLP did not screen the data that would leave the device in time, so it may not leave.",
+                "dlp-timeout",
+              )
+              return emit(intent, d, derivedEventId(intent.id, "policy"), intent).pipe(
+                Effect.tap(() =>
+                  Effect.sync(() => {
+                    decided.add(intent.id)
+                    forget(intent.id)
+                  }),
+                ),
+                Effect.ignore,
+              )
+            }),
+          ),
+          Effect.forkDetach,
+        )
+        timers.set(intent.id, timer)
+      })
+
+    const onScreened = (e: Event<"intent.screened">) =>
+      Effect.gen(function* () {
+        screened.set(e.data.intent, e.data)
+        const intent = intents.get(e.data.intent)
+        if (intent !== undefined && !decided.has(intent.id)) yield* decideFirst(intent)
+      })
+
+    const onGranted = (e: Event<"consent.granted">) =>
+      Effect.gen(function* () {
+        const scope = e.data.scope
+        if (scope.kind === "durable") {
+          const until = scope.until === undefined ? undefined : Date.parse(scope.until)
+          grants.set(e.id, {
+            id: e.id,
+            session: e.session,
+            ...(scope.tool === undefined ? {} : { tool: scope.tool }),
+            ...(scope.pathPrefix === undefined ? {} : { pathPrefix: scope.pathPrefix }),
+            ...(until === undefined || Number.isNaN(until) ? {} : { until }),
+          })
+        }
+        const intent = intents.get(e.data.intent)
+        if (intent === undefined) {
+          log.warn({ consent: e.id, intent: e.data.intent }, "consent for an intent this service is not waiting on")
+          return
+        }
+        const d = evaluate(intent, true)
+        const final = d.effect === "allow" ? { ...d, rules: [...d.rules, `consent:${e.id}`] } : d
+        yield* emit(intent, final, derivedEventId(e.id, "policy"), e)
+        forget(intent.id)
+      })
+
+    const onDenied = (e: Event<"consent.denied">) => Effect.sync(() => forget(e.data.intent))
+    const onRevoked = (e: Event<"consent.revoked">) =>
+      Effect.sync(() => {
+        if (grants.delete(e.data.grant)) log.info({ grant: e.data.grant }, "grant revoked")
+      })
+    const onContained = (e: Event<"containment.ordered">) =>
+      Effect.sync(() => {
+        contained.set(e.data.target, e.data.reason)
+        log.warn({ session: e.data.target }, "session contained")
+      })
+
+    const wrap =
+      <T extends Event>(f: (e: T) => Effect.Effect<void, HandlerError>) =>
+      (e: T) =>
+        f(e).pipe(
+          Effect.catchDefect((cause) => Effect.fail(new HandlerError({ message: `${e.type} ${e.id} failed`, cause }))),
+        )
+    const handles: ConsumerHandle[] = [
+      yield* consume({ durable: durableName("policy", "intent.proposed") }, wrap(onIntent)),
+      yield* consume({ durable: durableName("policy", "intent.screened") }, wrap(onScreened)),
+      yield* consume({ durable: durableName("policy", "consent.requested") }, () => Effect.void),
+      yield* consume({ durable: durableName("policy", "consent.granted") }, wrap(onGranted)),
+      yield* consume({ durable: durableName("policy", "consent.denied") }, wrap(onDenied)),
+      yield* consume({ durable: durableName("policy", "consent.revoked") }, wrap(onRevoked)),
+      yield* consume({ durable: durableName("policy", "containment.ordered") }, wrap(onContained)),
+    ]
+    return {
+      handles,
+      health: () => ({ bundle: bundles.current?.digest ?? null, pending: intents.size, grants: grants.size }),
+    }
+  })
