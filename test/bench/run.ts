@@ -6,10 +6,11 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { NATS_SERVER_BIN } from "@vigil/test"
 import { busThroughput } from "./bus-throughput.ts"
+import { policyBench } from "./policy.ts"
 import { type Benchmark, type BenchReport, type MachineInfo, machineInfo, markdownTable } from "./lib.ts"
 
 /** Every benchmark module; add new ones here. */
-const BENCHMARKS: ReadonlyArray<Benchmark> = [busThroughput]
+const BENCHMARKS: ReadonlyArray<Benchmark> = [busThroughput, policyBench]
 
 const DOC = join(import.meta.dirname, "..", "..", "docs", "benchmarks.md")
 

@@ -261,7 +261,9 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
           Effect.catchDefect((cause) => Effect.fail(new HandlerError({ message: `${e.type} ${e.id} failed`, cause }))),
         )
     const handles: ConsumerHandle[] = [
-      yield* consume({ durable: durableName("policy", "intent.proposed") }, wrap(onIntent)),
+      // Intents are independent of each other: decide many at once so decision publishes pipeline (a decision's
+      // id is derived from its intent, so even a concurrent redelivery is stored once).
+      yield* consume({ durable: durableName("policy", "intent.proposed"), concurrency: 64 }, wrap(onIntent)),
       yield* consume({ durable: durableName("policy", "intent.screened") }, wrap(onScreened)),
       yield* consume({ durable: durableName("policy", "consent.requested") }, () => Effect.void),
       yield* consume({ durable: durableName("policy", "consent.granted") }, wrap(onGranted)),

@@ -1,0 +1,134 @@
+import { jetstream } from "@nats-io/jetstream"
+import { type Event, encodeEvent, eventSubject, signEvent } from "@vigil/events"
+import { compileBundleOrThrow, packBundle } from "@vigil/policy"
+import { Effect } from "effect"
+import { POLICIES_DIR, publishBundle, signedBundleFrom } from "../../cli/src/policy-bundle.ts"
+import { prepareHome, startNats, startService } from "../harness/index.ts"
+import type { Benchmark, BenchRow } from "./lib.ts"
+
+const GRANTED = "/home/ana/Documents"
+const INTENTS = [
+  { tool: "fs.read", args: { path: `${GRANTED}/notes.txt` } },
+  { tool: "fs.list", args: { path: `${GRANTED}/Projects` } },
+  { tool: "fs.delete", args: { path: `${GRANTED}/old.txt` } },
+  { tool: "fs.read", args: { path: "/home/ana/Finance/salaries.xlsx" } },
+  { tool: "fs.write", args: { path: `${GRANTED}/draft.txt`, content: "x" } },
+] as const
+
+const quantile = (sorted: ReadonlyArray<number>, q: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number
+
+/**
+ * Policy decisions: the Cedar engine alone (pre-parsed bundle, realistic requests), and intent → decision latency
+ * through the real bus and the real policy service process at a steady offered load.
+ */
+export const policyBench: Benchmark = {
+  id: "policy",
+  title: "Policy: engine decisions/s and intent → decision latency over the bus",
+  run: async (opts) => {
+    const rows: BenchRow[] = []
+    const engine = compileBundleOrThrow(packBundle(POLICIES_DIR, null))
+    const device = { id: "bench", managed: false, os: "linux" }
+    let n = 0
+    const t0 = performance.now()
+    while (performance.now() - t0 < 3_000) {
+      const i = INTENTS[n % INTENTS.length] as (typeof INTENTS)[number]
+      engine.decideIntent(i, { grantedFolders: [GRANTED], role: "staff", device })
+      n++
+    }
+    const engineRate = n / ((performance.now() - t0) / 1000)
+    rows.push({
+      name: "engine.decideIntent (build request + Cedar, pre-parsed)",
+      config: "default bundle",
+      value: Math.round(engineRate),
+      unit: "decisions/s",
+      detail: `${n} decisions over 3 s, 5 intent shapes`,
+    })
+    opts.log(`engine: ${Math.round(engineRate)} decisions/s`)
+
+    const rate = 1_000
+    const seconds = opts.n === undefined ? 10 : Math.max(1, Math.round(opts.n / rate))
+    const server = await startNats({ secure: true })
+    const th = await prepareHome(server)
+    const admin = await server.connect("admin")
+    const inference = await server.connect("inference")
+    let policy: Awaited<ReturnType<typeof startService>> | undefined
+    try {
+      await publishBundle(admin, await Effect.runPromise(signedBundleFrom(th.home, null)))
+      policy = await startService("policy", th, { env: { VIGIL_GRANTED_FOLDERS: GRANTED } })
+      const sent = new Map<string, number>()
+      const latencies: number[] = []
+      const sub = admin.subscribe("vigil.ev.*.decision.made", {
+        callback: (_e, m) => {
+          const d = m.json<Event<"decision.made">>()
+          const at = sent.get(d.data.intent)
+          if (at !== undefined) {
+            latencies.push(performance.now() - at)
+            sent.delete(d.data.intent)
+          }
+        },
+      })
+      await admin.flush()
+      const js = jetstream(inference, { checkAPI: false })
+      const total = rate * seconds
+      const start = performance.now()
+      const pending: Promise<unknown>[] = []
+      // Offered load: 10 intents every 10 ms, published without waiting for each other.
+      for (let k = 0; k < total; k += 10) {
+        const due = start + (k / rate) * 1000
+        const wait = due - performance.now()
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+        for (let j = 0; j < 10; j++) {
+          const i = INTENTS[(k + j) % INTENTS.length] as (typeof INTENTS)[number]
+          const ev = signEvent(th.keys.inference, {
+            type: "intent.proposed",
+            session: `bench${(k + j) % 50}`,
+            data: { tool: i.tool, args: { ...i.args }, reason: "bench", step: 0 },
+          })
+          sent.set(ev.id, performance.now())
+          pending.push(js.publish(eventSubject(ev.session, ev.type), encodeEvent(ev), { msgID: ev.id }))
+        }
+      }
+      await Promise.all(pending)
+      const deadline = performance.now() + 30_000
+      while (latencies.length < total && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      sub.unsubscribe()
+      const achieved = total / ((performance.now() - start) / 1000)
+      const sorted = [...latencies].sort((a, b) => a - b)
+      const p50 = quantile(sorted, 0.5)
+      const p99 = quantile(sorted, 0.99)
+      opts.log(`bus: ${latencies.length}/${total} decided; p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`)
+      rows.push(
+        {
+          name: "intent → decision latency p50",
+          config: `${rate}/s offered for ${seconds} s`,
+          value: Number(p50.toFixed(2)),
+          unit: "ms",
+          detail: `${latencies.length} of ${total} intents decided`,
+        },
+        {
+          name: "intent → decision latency p99",
+          config: `${rate}/s offered for ${seconds} s`,
+          value: Number(p99.toFixed(2)),
+          unit: "ms",
+          detail: `max ${sorted.at(-1)?.toFixed(1)} ms; whole run ${Math.round(achieved)} intents/s incl. drain`,
+        },
+      )
+    } finally {
+      await policy?.stop()
+      await inference.close()
+      await admin.close()
+      await server.stop()
+      th.remove()
+    }
+    return {
+      id: "policy",
+      title: "Policy: engine decisions/s and intent → decision latency over the bus",
+      rows,
+      notes: [
+        "Latency is measured from just before the inference user's JetStream publish of a signed `intent.proposed` to the arrival of the policy service's signed `decision.made` at a subscriber: it includes signing, the broker (file store), the service's verification (schema, signature, manifest), the Cedar decision and the signed publish of the decision. Publisher, subscriber, nats-server and the policy service share the same 2 CPUs. Intents are local file tools (no wait for DLP findings).",
+      ],
+      params: { "offered rate": `${rate} intents/s`, duration: `${seconds} s`, bundle: "policies/ default set" },
+    }
+  },
+}
