@@ -82,6 +82,10 @@ else
   skip natsconf "libs/natsconf/src/cli.ts does not exist yet"
 fi
 
+# Policy as code: every bundle validates against the schema, and every policies/tests case holds.
+step "policy check" node cli/src/main.ts policy check
+step "policy test" node cli/src/main.ts policy test
+
 step vitest vitest run --reporter=default --reporter=json --outputFile="$REPORT" "$@"
 if [ ! -f "$REPORT" ]; then
   say "vitest wrote no report at ${REPORT#"$ROOT"/}"

@@ -158,13 +158,17 @@ describe("policy service on a real bus", () => {
     await publishBundle(admin, forged as typeof good)
     const broken = { ...good, sig: `${good.sig.slice(0, -2)}AA` }
     await publishBundle(admin, broken)
-    const alerts = await eventually("two bundle alerts", async () => {
-      const all = (await readStream(admin, STREAM_EVENTS, "vigil.ev.*.alert.raised")).map((m) =>
-        m.json<Event<"alert.raised">>(),
-      )
-      const mine = all.filter((a) => a.data.rule === "policy-bundle-refused")
-      return mine.length >= 2 ? mine : undefined
-    })
+    const alerts = await eventually(
+      "two bundle alerts",
+      async () => {
+        const all = (await readStream(admin, STREAM_EVENTS, "vigil.ev.*.alert.raised")).map((m) =>
+          m.json<Event<"alert.raised">>(),
+        )
+        const mine = all.filter((a) => a.data.rule === "policy-bundle-refused")
+        return mine.length >= 2 ? mine : undefined
+      },
+      40_000,
+    )
     expect(alerts.every((a) => a.source === "policy" && a.data.severity === "high")).toBe(true)
     const after = await intent("e2e-bundle", "fs.read", "/home/ana/Finance/salaries-2026.xlsx")
     const [d1] = await decisionsFor(after.id)

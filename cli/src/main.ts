@@ -14,6 +14,10 @@ usage: vigil <command> [options]
 
 commands:
   up        start the bus (embedded nats-server unless --nats is given) and the six services; Ctrl-C stops all
+  audit     verify the audit log offline, prove an event's inclusion, tail events or OCSF records
+            (vigil audit verify|proof <event-id>|tail; see vigil audit --help)
+  policy    test|check the policies/ bundles, publish a signed bundle, what-if on a recorded intent
+            (see vigil policy --help)
   help      this text
 
 options:
@@ -22,10 +26,21 @@ options:
   --nats URL        use this existing Vigil deployment instead of the embedded server
   --workspace DIR   the folder the agent may work in (default: the demo workspace)
   --audit-port N    port of the auditor's read-only HTTP on 127.0.0.1 (default ${DEFAULT_AUDIT_PORT})
+  --role NAME       policy role bundle from policies/roles/ (e.g. business, engineering-canary)
   --json            machine-readable output, one JSON object per line
 `
 
+// Output piped into `head` and the like: a closed pipe ends the command quietly, as for any Unix tool.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0)
+  throw e
+})
+
+// `vigil audit …` and `vigil policy …` parse their own arguments (strictly); the rest are `up`'s.
+const first = process.argv.slice(2).find((a) => !a.startsWith("-"))
+const delegated = first === "audit" || first === "policy"
 const { values, positionals } = parseArgs({
+  args: delegated ? [first] : process.argv.slice(2),
   allowPositionals: true,
   options: {
     home: { type: "string" },
@@ -33,8 +48,15 @@ const { values, positionals } = parseArgs({
     nats: { type: "string" },
     workspace: { type: "string" },
     "audit-port": { type: "string" },
+    role: { type: "string" },
     json: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
+    // vigil audit's own options (it parses its arguments itself, strictly)
+    from: { type: "string" },
+    to: { type: "string" },
+    n: { type: "string" },
+    ocsf: { type: "boolean", default: false },
+    follow: { type: "boolean", default: false },
   },
 })
 
@@ -65,7 +87,15 @@ const runUntilSignal = <A, E>(program: Effect.Effect<A, E>) => {
 const isInterruptOnly = (exit: Exit.Exit<unknown, unknown>) =>
   exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause)
 
-if (values.help === true || command === "help") {
+if (command === "policy") {
+  const args = process.argv.slice(2)
+  args.splice(args.indexOf("policy"), 1)
+  process.exitCode = await (await import("./policy.ts")).runPolicyCli(args)
+} else if (command === "audit") {
+  const args = process.argv.slice(2)
+  args.splice(args.indexOf("audit"), 1)
+  process.exitCode = await (await import("./audit.ts")).runAudit(args)
+} else if (values.help === true || command === "help") {
   process.stdout.write(USAGE)
 } else if (command === "up") {
   const port = values.port === undefined ? DEFAULT_PORT : Number.parseInt(values.port, 10)
@@ -88,6 +118,7 @@ if (values.help === true || command === "help") {
           port,
           workspace,
           auditPort,
+          role: values.role ?? process.env.VIGIL_POLICY_ROLE ?? null,
           json,
           out: (l) => process.stdout.write(`${l}\n`),
           ...(values.nats === undefined ? {} : { natsUrl: values.nats }),
@@ -99,6 +130,7 @@ if (values.help === true || command === "help") {
           `  home       ${home.root}`,
           `  logs       ${home.logs}`,
           `  workspace  ${workspace}`,
+          `  policy     bundle ${stack.policyBundle.slice(0, 12)}… (${values.role ?? "default"} policies)`,
           `  audit log  http://127.0.0.1:${auditPort}/checkpoint (tiles and proofs under the same address)`,
           "Ctrl-C stops everything.",
         ]
@@ -109,6 +141,7 @@ if (values.help === true || command === "help") {
           natsPid: stack.natsPid ?? null,
           services: stack.services,
           manifestVersion: stack.manifestVersion,
+          policyBundle: stack.policyBundle,
           home: home.root,
           workspace,
           audit: `http://127.0.0.1:${auditPort}`,

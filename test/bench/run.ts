@@ -6,8 +6,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { NATS_SERVER_BIN } from "@vigil/test"
 import { busThroughput } from "./bus-throughput.ts"
-import { policyBench } from "./policy.ts"
 import { type Benchmark, type BenchReport, type MachineInfo, machineInfo, markdownTable } from "./lib.ts"
+import { policyBench } from "./policy.ts"
 
 /** Every benchmark module; add new ones here. */
 const BENCHMARKS: ReadonlyArray<Benchmark> = [busThroughput, policyBench]
