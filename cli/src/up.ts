@@ -207,6 +207,7 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
               VIGIL_HOME: home.root,
               VIGIL_NATS_URL: bus.url,
               VIGIL_WORKSPACE: opts.workspace,
+              VIGIL_SUPERVISOR_PID: String(process.pid),
               ...(name === "auditor" ? { VIGIL_AUDIT_HTTP_PORT: String(opts.auditPort) } : {}),
               ...(name === "policy"
                 ? { VIGIL_GRANTED_FOLDERS: opts.workspace, VIGIL_POLICY_ROLE: opts.role ?? "staff" }

@@ -26,6 +26,7 @@ import { KeyStore, ManifestChain } from "@vigil/keys"
 import { Data, Effect, Fiber, Layer, Option, Redacted, Result, type Scope } from "effect"
 import { type Home, homeFromEnv } from "./home.ts"
 import { type Log, makePino, pinoLoggerLayer } from "./logger.ts"
+import { isAlive } from "./processes.ts"
 
 export class ServiceStartError extends Data.TaggedError("ServiceStartError")<{
   readonly message: string
@@ -194,6 +195,14 @@ export const runService = <R>(def: ServiceDefinition<R>): void => {
   }
   process.once("SIGTERM", () => stop("SIGTERM"))
   process.once("SIGINT", () => stop("SIGINT"))
+  // A supervisor killed with SIGKILL cannot stop its children; a service started by one stops when it is gone,
+  // rather than living on as an orphan holding credentials and a bus connection.
+  const supervisor = Number(process.env.VIGIL_SUPERVISOR_PID)
+  if (Number.isInteger(supervisor) && supervisor > 1) {
+    setInterval(() => {
+      if (!isAlive(supervisor)) stop("supervisor gone")
+    }, 1_000).unref()
+  }
   fiber.addObserver((exit) => {
     if (exit._tag === "Success" || stopping) {
       log.info(`${def.name} stopped`)
