@@ -5,12 +5,13 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { NATS_SERVER_BIN } from "@vigil/test"
+import { auditBench } from "./audit.ts"
 import { busThroughput } from "./bus-throughput.ts"
 import { type Benchmark, type BenchReport, type MachineInfo, machineInfo, markdownTable } from "./lib.ts"
 import { policyBench } from "./policy.ts"
 
 /** Every benchmark module; add new ones here. */
-const BENCHMARKS: ReadonlyArray<Benchmark> = [busThroughput, policyBench]
+const BENCHMARKS: ReadonlyArray<Benchmark> = [busThroughput, policyBench, auditBench]
 
 const DOC = join(import.meta.dirname, "..", "..", "docs", "benchmarks.md")
 

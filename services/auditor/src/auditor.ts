@@ -13,11 +13,13 @@ import {
 } from "@vigil/bus"
 import {
   AUDIT_CHECKPOINT_SUBJECT,
+  AUDITOR_DURABLE,
   type Event,
   inboxPrefix,
   PROOF_SUBJECTS,
   type SigningKey,
   STREAM_AUDIT,
+  STREAM_EVENTS,
 } from "@vigil/events"
 import type { ManifestChain } from "@vigil/keys"
 import {
@@ -30,10 +32,11 @@ import {
 } from "@vigil/note"
 import { ocsfSubject, RelatedIndex, toOcsf } from "@vigil/ocsf"
 import type { Log } from "@vigil/runtime"
-import { Data, Effect, Schedule } from "effect"
+import { Data, Effect, Schedule, Semaphore } from "effect"
 import { AlertEngine, type AlertRule, type Firing } from "./alerts.ts"
 import { AuditCore } from "./core.ts"
 import { answer, startProofHttp } from "./proofs.ts"
+import { type OutgoingRecord, recordPublisher } from "./records.ts"
 
 export const PRODUCT_VERSION = "0.1.0"
 
@@ -43,7 +46,12 @@ export interface AuditorSettings {
   readonly checkpointEveryMs: number
   readonly httpPort: number | undefined
   readonly rules: ReadonlyArray<AlertRule>
+  /** Most events appended (and fsync'd) in one commit. */
   readonly maxBatch: number
+  /** Longest a partial batch waits for more events. */
+  readonly maxWaitMs: number
+  /** Messages requested per pull, and verified ahead of the handler. */
+  readonly pullBatch: number
   /** The query connection (NATS user `prover`, the only one with allow_responses); absent: no NATS proof API. */
   readonly prover?: { readonly url: string; readonly seed: string }
 }
@@ -73,6 +81,9 @@ export const noteVerifiers = (origin: string, chain: ManifestChain): ReadonlyArr
   return out
 }
 
+/** Cause ids whose alerts are remembered for re-publishing (only the log's recent tail can come back). */
+const RECENT_FIRINGS = 4_096
+
 /** The store is behind (or beside) a checkpoint already published: continuing would fork the log. */
 export class AuditStoreRolledBack extends Data.TaggedError("AuditStoreRolledBack")<{
   readonly message: string
@@ -91,6 +102,21 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
     const origin = logOrigin(chain)
     const verifiers = noteVerifiers(origin, chain)
     mkdirSync(settings.dir, { recursive: true })
+    const related = new RelatedIndex()
+    const alerts = new AlertEngine(settings.rules)
+    // Alerts the log's leaves called for, by cause event id: found while the folds are rebuilt at start, or raised
+    // since. A leaf whose records may not be out (its batch was not acked: a crash or a failed publish) comes back,
+    // and its alerts are published again unless the log already holds them (same derived id either way).
+    const firings = new Map<string, ReadonlyArray<Firing>>()
+    const remember = (cause: Event, fired: ReadonlyArray<Firing>) => {
+      if (fired.length === 0) return
+      firings.set(cause.id, fired)
+      if (firings.size > RECENT_FIRINGS) firings.delete(firings.keys().next().value as string)
+    }
+    const replay = (event: Event) => {
+      related.observe(event)
+      remember(event, alerts.observe(event))
+    }
     const core = yield* Effect.acquireRelease(
       Effect.try({
         try: () =>
@@ -99,6 +125,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
             origin,
             signer: noteSigner(origin, key),
             verifier: verifiers.at(-1) as VerifierKey,
+            replay,
           }),
         catch: (cause) =>
           new AuditStoreRolledBack({
@@ -143,27 +170,28 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
       }
     }
 
-    const related = new RelatedIndex()
-    const alerts = new AlertEngine(settings.rules)
-    const ocsfOut = (event: Event, index: number, streamSeq: number) => {
+    const records = yield* Effect.acquireRelease(
+      Effect.sync(() => recordPublisher(nc, `${inboxPrefix("auditor")}.records.${process.pid}`)),
+      (r) => Effect.sync(() => r.close()),
+    )
+    const ocsfOut = (event: Event, index: number, streamSeq: number): OutgoingRecord => {
       const mapped = toOcsf(event, { leafIndex: index, streamSeq, productVersion: PRODUCT_VERSION, ...lookup(event) })
       const h = natsHeaders()
       h.set("Vigil-Event-Id", event.id)
       h.set("Vigil-Leaf-Index", String(index))
       // One record per event, however often the event is re-processed.
-      return js.publish(ocsfSubject(mapped.subjectClass), JSON.stringify(mapped.record), {
-        msgID: `ocsf:${event.id}`,
-        headers: h,
-      })
+      h.set("Nats-Msg-Id", `ocsf:${event.id}`)
+      return { subject: ocsfSubject(mapped.subjectClass), data: JSON.stringify(mapped.record), headers: h }
     }
     const lookup = (event: Event) => {
       const r = related.lookup(event)
       return r === undefined ? {} : { related: r }
     }
 
+    const alertId = (f: Firing, cause: Event) => derivedEventId(cause.id, `auditor/alert/${f.rule.id}`)
     const raise = (f: Firing, cause: Event) =>
       publisher.publish({
-        id: derivedEventId(cause.id, `auditor/alert/${f.rule.id}`),
+        id: alertId(f, cause),
         type: "alert.raised",
         session: f.key === "*" ? cause.session : f.key,
         causation: cause.id,
@@ -184,35 +212,97 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
     })
     const publishCheckpoint = (signed: { size: number; note: string }) =>
       Effect.gen(function* () {
-        yield* Effect.tryPromise(() =>
-          js.publish(AUDIT_CHECKPOINT_SUBJECT, signed.note, { msgID: `checkpoint:${origin}:${signed.size}` }),
-        )
         const [, size, root] = signed.note.split("\n")
         // Derived from the last leaf it covers: re-publishing after a crash yields the same id.
         const lastLeaf = JSON.parse(Buffer.from(core.log.entry(signed.size - 1)).toString("utf8")) as { id: string }
+        // The event before the note: a restarted auditor publishes a checkpoint again when its note is not the last
+        // one on the bus, so a crash between the two repeats both (same ids, de-duplicated) instead of losing the
+        // event.
         yield* publisher.publish({
           id: derivedEventId(lastLeaf.id, `auditor/checkpoint/${signed.size}`),
           type: "checkpoint.signed",
           session: "audit",
           data: { origin, size: Number(size), root: root as string, note: signed.note },
         })
+        yield* Effect.tryPromise(() =>
+          js.publish(AUDIT_CHECKPOINT_SUBJECT, signed.note, { msgID: `checkpoint:${origin}:${signed.size}` }),
+        )
       }).pipe(Effect.retry({ schedule: Schedule.spaced("500 millis"), times: 20 }))
     // A checkpoint signed but not yet on the bus (crash in between) is published now.
     if (core.lastCheckpoint !== undefined && (published === null || core.lastCheckpoint.note !== published.string())) {
       yield* publishCheckpoint(core.lastCheckpoint).pipe(Effect.ignore)
     }
 
+    /** The durable's ack floor (a stream sequence): everything up to it was acked, by this auditor or the DLQ. */
+    const ackFloor = Effect.promise(() =>
+      jsm.consumers.info(STREAM_EVENTS, AUDITOR_DURABLE).then(
+        (i) => i.ack_floor.stream_seq,
+        () => 0,
+      ),
+    )
+    // Ingest and the drain of held events append to the same log: one at a time.
+    const lock = yield* Semaphore.make(1)
+    let heldBefore = core.heldCount
+
+    /**
+     * Append `batch` (in stream order, holding what comes after a gap: see `AuditCore.append`), publish the OCSF
+     * records and alerts of what was appended, and sign a checkpoint when enough leaves are new. Succeeds once
+     * everything is durable, so the batch can be acked.
+     */
     const ingest = (batch: ReadonlyArray<{ readonly event: Event; readonly delivery: Delivery }>) =>
       Effect.gen(function* () {
+        const items = batch.map((b) => ({ event: b.event, streamSeq: b.delivery.streamSeq }))
+        // Only a gap (messages missing before others) needs the server's word on what was acked.
+        const floor = core.hasGap(items) ? yield* ackFloor : 0
         const outcome = yield* Effect.try({
-          try: () => core.append(batch.map((b) => ({ event: b.event, streamSeq: b.delivery.streamSeq }))),
+          try: () => core.append(items, floor),
           catch: (cause) => new HandlerError({ message: "audit log append failed", cause }),
         })
+        if (outcome.held > 0 && heldBefore === 0) {
+          log.info(
+            { held: outcome.held, committedSeq: core.lastStreamSeq, ackFloor: floor },
+            "holding events received past a gap in the stream until the deliveries before them come back",
+          )
+        } else if (outcome.held === 0 && heldBefore > 0) {
+          log.info({ released: heldBefore, committedSeq: core.lastStreamSeq }, "held events appended in stream order")
+        }
+        heldBefore = outcome.held
+        if (outcome.redelivered.length > 0) {
+          log.info(
+            {
+              count: outcome.redelivered.length,
+              firstSeq: outcome.redelivered[0]?.streamSeq,
+              lastSeq: outcome.redelivered.at(-1)?.streamSeq,
+            },
+            "redelivered events already in the log",
+          )
+        }
+        if (outcome.late.length > 0) {
+          log.warn(
+            { count: outcome.late.length, firstSeq: outcome.late[0], committedSeq: core.lastStreamSeq },
+            "events delivered after later ones were committed: appended out of stream order",
+          )
+        }
         const acks: Promise<unknown>[] = []
-        for (const a of [...outcome.redelivered, ...outcome.appended]) acks.push(ocsfOut(a.event, a.index, a.streamSeq))
+        const out: OutgoingRecord[] = []
+        // Leaves whose records may not be out: redeliveries, and held events appended earlier whose publishing did
+        // not complete (they were acked when held, so nothing would bring them back).
+        const fresh = new Set(outcome.appended.map((a) => a.streamSeq))
+        const owed = core.unpublished().filter((u) => !fresh.has(u.streamSeq))
+        for (const a of [...outcome.redelivered, ...owed]) {
+          out.push(ocsfOut(a.event, a.index, a.streamSeq))
+          for (const f of firings.get(a.event.id) ?? []) {
+            if (core.indexOf(alertId(f, a.event)) === undefined) acks.push(Effect.runPromise(raise(f, a.event)))
+          }
+        }
+        // Map, then fold, one event at a time in log order: an action that finishes in the batch it started in is
+        // found by its completion's record, exactly as when the two arrive in different batches.
         for (const a of outcome.appended) {
+          out.push(ocsfOut(a.event, a.index, a.streamSeq))
           related.observe(a.event)
-          for (const f of alerts.observe(a.event)) acks.push(Effect.runPromise(raise(f, a.event)))
+          const fired = alerts.observe(a.event)
+          remember(a.event, fired)
+          for (const f of fired) acks.push(Effect.runPromise(raise(f, a.event)))
         }
         for (const d of outcome.duplicates) {
           log.warn(
@@ -237,25 +327,39 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
             ),
           )
         }
+        acks.push(records.publishAll(out))
         yield* Effect.tryPromise({
           try: () => Promise.all(acks),
           catch: (cause) => new HandlerError({ message: "publishing audit records failed", cause }),
         })
+        core.settle()
         if (
           core.lastCheckpoint === undefined ||
           core.size - core.lastCheckpoint.size >= settings.checkpointEveryLeaves
         ) {
           yield* checkpoint.pipe(Effect.ignore)
         }
-      })
+      }).pipe(lock.withPermits(1))
 
     const handle: ConsumerHandle = yield* consumeBatches(
-      { durable: "auditor", maxBatch: settings.maxBatch, maxWaitMs: 20 },
+      {
+        durable: AUDITOR_DURABLE,
+        maxBatch: settings.maxBatch,
+        maxWaitMs: settings.maxWaitMs,
+        batch: settings.pullBatch,
+      },
       ingest,
     )
     yield* checkpoint.pipe(
       Effect.ignore,
       Effect.repeat(Schedule.spaced(`${settings.checkpointEveryMs} millis`)),
+      Effect.forkScoped,
+    )
+    // Held events whose missing predecessors were dead-lettered (acked, never delivered here) are released by the
+    // ack floor, and records still owed are published, even when no further event arrives.
+    yield* Effect.suspend(() => (core.heldCount > 0 || core.unpublished().length > 0 ? ingest([]) : Effect.void)).pipe(
+      Effect.ignore,
+      Effect.repeat(Schedule.spaced("250 millis")),
       Effect.forkScoped,
     )
 
@@ -305,7 +409,12 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
     log.info({ origin, size: core.size, lastStreamSeq: core.lastStreamSeq }, "audit log open")
     return {
       handles: [handle],
-      health: () => ({ logSize: core.size, checkpointSize: core.lastCheckpoint?.size ?? 0, origin }),
+      health: () => ({
+        logSize: core.size,
+        checkpointSize: core.lastCheckpoint?.size ?? 0,
+        held: core.heldCount,
+        origin,
+      }),
     }
   })
 
@@ -320,5 +429,10 @@ export const auditorSettingsFromEnv = (
   checkpointEveryMs: Number(process.env.VIGIL_CHECKPOINT_MS ?? 1000),
   httpPort: process.env.VIGIL_AUDIT_HTTP_PORT === undefined ? undefined : Number(process.env.VIGIL_AUDIT_HTTP_PORT),
   rules,
-  maxBatch: 1000,
+  // Each commit costs a handful of fsyncs on the event loop, so larger batches are cheaper per event (the audit
+  // benchmark in test/bench/audit.ts compares these with the former 1,000 / 20 ms / 256). A quiet bus waits at most
+  // 100 ms for its leaf.
+  maxBatch: Number(process.env.VIGIL_AUDIT_MAX_BATCH ?? 2_000),
+  maxWaitMs: Number(process.env.VIGIL_AUDIT_MAX_WAIT_MS ?? 100),
+  pullBatch: Number(process.env.VIGIL_AUDIT_PULL_BATCH ?? 1_000),
 })
