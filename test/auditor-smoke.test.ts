@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { logOrigin, noteVerifiers } from "../services/auditor/src/auditor.ts"
 
 describe("auditor process", () => {
-  const cleanup: Array<() => Promise<unknown> | void> = []
+  const cleanup: Array<() => unknown> = []
   afterAll(async () => {
     for (const c of cleanup.reverse()) await c()
   })

@@ -163,7 +163,7 @@ const watchHealth = (nc: NatsConnection) => {
   })
   const healthy = (s: Service) => {
     const h = latest.get(s)
-    return h !== undefined && h.ok && Date.now() - Date.parse(h.at) < 5 * HEARTBEAT_MS
+    return h?.ok && Date.now() - Date.parse(h.at) < 5 * HEARTBEAT_MS
   }
   return { sub, healthy }
 }
