@@ -3,6 +3,7 @@ import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync, truncateSync
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { jetstream } from "@nats-io/jetstream"
+import { CHECKPOINT_HISTORY, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog"
 import { canonicalJson, encodeEvent, eventSubject, PROOF_SUBJECTS, type Principal, signEvent } from "@vigil/events"
 import { signCheckpoint } from "@vigil/note"
 import { eventually, prepareHome, startNats, startService, type TestHome } from "@vigil/test"
@@ -10,8 +11,6 @@ import { BUNDLE_LAYOUTS, bundlePath, encodeBundle, parseBundle, TileLog } from "
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sampleEvents } from "../cli/src/audit-sample.ts"
 import { type AuditVerifyReport, auditLogDir, readHomeTrust, verifyAuditLog } from "../cli/src/audit-verify.ts"
-import { logOrigin, noteSigner, noteVerifiers } from "../services/auditor/src/auditor.ts"
-import { CHECKPOINT_HISTORY } from "../services/auditor/src/core.ts"
 
 /**
  * `vigil audit verify` against a log written by a real auditor process: a few hundred events from five principals

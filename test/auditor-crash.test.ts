@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { jetstream } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { AuditCore, HELD_FILE, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog"
 import { provision } from "@vigil/bus"
 import {
   AUDIT_CHECKPOINT_SUBJECT,
@@ -38,8 +39,6 @@ import {
 import { TileLog } from "@vigil/tlog"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { logOrigin, noteSigner, noteVerifiers } from "../services/auditor/src/auditor.ts"
-import { AuditCore, HELD_FILE } from "../services/auditor/src/core.ts"
 
 /**
  * The auditor under SIGKILL: 20,000 signed events published while the auditor process is killed at random moments

@@ -1,5 +1,6 @@
 import { jetstream } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { logOrigin, noteVerifiers } from "@vigil/auditlog"
 import {
   blobRefOf,
   type Draft,
@@ -20,7 +21,6 @@ import { openCheckpoint } from "@vigil/note"
 import { validateOcsf } from "@vigil/ocsf"
 import { eventually, prepareHome, startNats, startService } from "@vigil/test"
 import { afterAll, describe, expect, it } from "vitest"
-import { logOrigin, noteVerifiers } from "../services/auditor/src/auditor.ts"
 
 /**
  * A SIEM's view of the audit feed: connected as the read-only `siem` NATS user, it pulls OCSF records from its

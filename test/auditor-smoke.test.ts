@@ -1,10 +1,10 @@
 import { jetstream } from "@nats-io/jetstream"
+import { logOrigin, noteVerifiers } from "@vigil/auditlog"
 import { encodeEvent, eventSubject, PROOF_SUBJECTS, signEvent } from "@vigil/events"
 import { leafHash, verifyInclusion } from "@vigil/merkle"
 import { openCheckpoint } from "@vigil/note"
 import { eventually, prepareHome, startNats, startService } from "@vigil/test"
 import { afterAll, describe, expect, it } from "vitest"
-import { logOrigin, noteVerifiers } from "../services/auditor/src/auditor.ts"
 
 describe("auditor process", () => {
   const cleanup: Array<() => unknown> = []

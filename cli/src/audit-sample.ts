@@ -1,13 +1,12 @@
 import { createHash } from "node:crypto"
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
+import { AuditCore, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog"
 import { type Event, eventHash, PRINCIPALS, type Principal, type SigningKey, signEvent } from "@vigil/events"
 import { ensureManifest, KeyStore, signingKeyOf } from "@vigil/keys"
 import type { VerifierKey } from "@vigil/note"
 import { ensureHome, type Home, homeAt } from "@vigil/runtime"
 import { Effect } from "effect"
-import { logOrigin, noteSigner, noteVerifiers } from "../../services/auditor/src/auditor.ts"
-import { AuditCore } from "../../services/auditor/src/core.ts"
 
 /**
  * Realistic audit traffic for benchmarks and tests of `vigil audit`: one agent loop per session, signed by the

@@ -1,5 +1,8 @@
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
+// The auditor's own definitions of the log's origin, its checkpoint verifiers and the checkpoint history file, so
+// this check cannot drift from what the auditor signs. These modules are pure (no service start-up on import).
+import { logOrigin, noteVerifiers, readCheckpointHistory } from "@vigil/auditlog"
 import { type Manifest, ManifestChain, ROOT_PUBLIC_KEY_FILE } from "@vigil/keys"
 import { leafHash, MemoryTree, verifyConsistency } from "@vigil/merkle"
 import { NoteError, openCheckpoint } from "@vigil/note"
@@ -15,10 +18,6 @@ import {
   verifyStore,
 } from "@vigil/tlog"
 import { Result } from "effect"
-// The auditor's own definitions of the log's origin, its checkpoint verifiers and the checkpoint history file, so
-// this check cannot drift from what the auditor signs. These modules are pure (no service start-up on import).
-import { logOrigin, noteVerifiers } from "../../services/auditor/src/auditor.ts"
-import { readCheckpointHistory } from "../../services/auditor/src/core.ts"
 import { type ChunkResult, checkChunk, type LeafFailure } from "./audit-leaves.ts"
 
 /**

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect, headers as natsHeaders, nkeyAuthenticator } from "@nats-io/transport-node"
+import { AuditCore, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog"
 import {
   type ConsumerHandle,
   consumeBatches,
@@ -22,19 +23,11 @@ import {
   STREAM_EVENTS,
 } from "@vigil/events"
 import type { ManifestChain } from "@vigil/keys"
-import {
-  encodeVerifierKey,
-  keyId,
-  openCheckpoint,
-  parseVerifierKey,
-  type SignerKey,
-  type VerifierKey,
-} from "@vigil/note"
+import { openCheckpoint, type VerifierKey } from "@vigil/note"
 import { ocsfSubject, RelatedIndex, toOcsf } from "@vigil/ocsf"
 import type { Log } from "@vigil/runtime"
 import { Data, Effect, Schedule, Semaphore } from "effect"
 import { AlertEngine, type AlertRule, type Firing } from "./alerts.ts"
-import { AuditCore } from "./core.ts"
 import { answer, startProofHttp } from "./proofs.ts"
 import { type OutgoingRecord, recordPublisher } from "./records.ts"
 
@@ -54,31 +47,6 @@ export interface AuditorSettings {
   readonly pullBatch: number
   /** The query connection (NATS user `prover`, the only one with allow_responses); absent: no NATS proof API. */
   readonly prover?: { readonly url: string; readonly seed: string }
-}
-
-/** The log's origin line: names the deployment and its root key, so checkpoints of two deployments never mix. */
-export const logOrigin = (chain: ManifestChain): string => `vigil/${chain.latest.deployment}/${chain.rootKid}`
-
-/** Checkpoints are signed notes by the auditor's manifest key under the origin's name: rotation is the manifest's. */
-export const noteSigner = (origin: string, key: SigningKey): SignerKey => ({
-  name: origin,
-  keyId: keyId(origin, key.publicKey),
-  publicKey: key.publicKey,
-  seed: key.seed,
-})
-
-/** Every auditor key the manifest ever granted, as note verifiers for `origin`. */
-export const noteVerifiers = (origin: string, chain: ManifestChain): ReadonlyArray<VerifierKey> => {
-  const seen = new Set<string>()
-  const out: VerifierKey[] = []
-  for (const m of chain.manifests) {
-    for (const k of m.keys) {
-      if (k.principal !== "auditor" || seen.has(k.kid)) continue
-      seen.add(k.kid)
-      out.push(parseVerifierKey(encodeVerifierKey(origin, Buffer.from(k.publicKey, "base64url"))))
-    }
-  }
-  return out
 }
 
 /** Cause ids whose alerts are remembered for re-publishing (only the log's recent tail can come back). */

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, realpathSync, statSync } from "node:fs"
 import { createServer, type Server } from "node:http"
 import { join, normalize, sep } from "node:path"
+import type { AuditCore } from "@vigil/auditlog"
 import type { PROOF_SUBJECTS } from "@vigil/events"
-import type { AuditCore } from "./core.ts"
 
 /**
  * Read-only answers about the log, shared by the NATS request/reply subjects (`vigil.proof.*`) and the HTTP
