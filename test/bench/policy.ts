@@ -46,7 +46,7 @@ export const policyBench: Benchmark = {
     })
     opts.log(`engine: ${Math.round(engineRate)} decisions/s`)
 
-    const rate = 1_000
+    const rate = Number(process.env.VIGIL_BENCH_POLICY_RATE ?? 1_000)
     const seconds = opts.n === undefined ? 10 : Math.max(1, Math.round(opts.n / rate))
     const server = await startNats({ secure: true })
     const th = await prepareHome(server)
@@ -86,21 +86,19 @@ export const policyBench: Benchmark = {
       const total = rate * seconds
       const start = performance.now()
       const pending: Promise<unknown>[] = []
-      // Offered load: 10 intents every 10 ms, published without waiting for each other.
-      for (let k = 0; k < total; k += 10) {
+      // Offered load: one intent every 1/rate seconds (Poisson-free, evenly spaced), published without waiting.
+      for (let k = 0; k < total; k++) {
         const due = start + (k / rate) * 1000
         const wait = due - performance.now()
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait))
-        for (let j = 0; j < 10; j++) {
-          const i = INTENTS[(k + j) % INTENTS.length] as (typeof INTENTS)[number]
-          const ev = signEvent(th.keys.inference, {
-            type: "intent.proposed",
-            session: `bench${(k + j) % 50}`,
-            data: { tool: i.tool, args: { ...i.args }, reason: "bench", step: 0 },
-          })
-          sent.set(ev.id, performance.now())
-          pending.push(js.publish(eventSubject(ev.session, ev.type), encodeEvent(ev), { msgID: ev.id }))
-        }
+        if (wait >= 1) await new Promise((r) => setTimeout(r, wait))
+        const i = INTENTS[k % INTENTS.length] as (typeof INTENTS)[number]
+        const ev = signEvent(th.keys.inference, {
+          type: "intent.proposed",
+          session: `bench${k % 50}`,
+          data: { tool: i.tool, args: { ...i.args }, reason: "bench", step: 0 },
+        })
+        sent.set(ev.id, performance.now())
+        pending.push(js.publish(eventSubject(ev.session, ev.type), encodeEvent(ev), { msgID: ev.id }))
       }
       await Promise.all(pending)
       const deadline = performance.now() + 30_000
@@ -139,7 +137,7 @@ export const policyBench: Benchmark = {
       title: "Policy: engine decisions/s and intent → decision latency over the bus",
       rows,
       notes: [
-        "After 1,000 unmeasured warm-up intents, latency is measured from just before the inference user's JetStream publish of a signed `intent.proposed` to the arrival of the policy service's signed `decision.made` at a subscriber: it includes signing, the broker (file store), the service's verification (schema, signature, manifest), the Cedar decision and the signed publish of the decision. Publisher, subscriber, nats-server and the policy service share the same 2 CPUs. Intents are local file tools (no wait for DLP findings).",
+        "After 1,000 unmeasured warm-up intents, latency is measured from just before the inference user's JetStream publish of a signed `intent.proposed` to the arrival of the policy service's signed `decision.made` at a subscriber: it includes signing, the broker (file store), the service's verification (schema, signature, manifest), the Cedar decision and the signed publish of the decision. Publisher, subscriber, nats-server and the policy service share the same 2 CPUs. Intents are evenly spaced (one every 1/rate s) and are local file tools (no wait for DLP findings). `VIGIL_BENCH_POLICY_RATE` changes the offered rate.",
       ],
       params: { "offered rate": `${rate} intents/s`, duration: `${seconds} s`, bundle: "policies/ default set" },
     }
