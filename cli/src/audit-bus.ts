@@ -1,15 +1,16 @@
-import { readFileSync } from "node:fs"
+import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { jetstreamManager } from "@nats-io/jetstream"
-import { connect, type NatsConnection, nkeyAuthenticator, RequestError, TimeoutError } from "@nats-io/transport-node"
+import { type NatsConnection, RequestError, TimeoutError } from "@nats-io/transport-node"
 import { logOrigin, noteVerifiers } from "@vigil/auditlog"
-import { inboxPrefix, PROOF_SUBJECTS, STREAM_AUDIT, STREAM_EVENTS } from "@vigil/events"
+import { PROOF_SUBJECTS, STREAM_AUDIT, STREAM_EVENTS } from "@vigil/events"
 import type { ManifestChain } from "@vigil/keys"
 import { leafHash, verifyInclusion } from "@vigil/merkle"
 import { openCheckpoint } from "@vigil/note"
 import { homeAt } from "@vigil/runtime"
 import { checkChunk } from "./audit-leaves.ts"
 import { AuditInputError } from "./audit-verify.ts"
+import { connectRole, recordedBusUrl, seedPath } from "./creds.ts"
 
 /**
  * The bus side of `vigil audit`: inclusion proofs from the auditor (`vigil audit proof`) and the last events or OCSF
@@ -26,33 +27,19 @@ export class AuditCheckFailed extends Error {
 /** The bus URL: `--nats`, else the one `vigil up` recorded in `<home>/run/up.json`. */
 export const busUrl = (home: string, explicit: string | undefined): string => {
   if (explicit !== undefined) return explicit
-  const file = join(homeAt(home).run, "up.json")
-  try {
-    const nats = (JSON.parse(readFileSync(file, "utf8")) as { nats?: unknown }).nats
-    if (typeof nats === "string" && nats !== "") return nats
-  } catch {
-    // fall through
-  }
-  throw new AuditInputError(`no bus URL: pass --nats URL, or start Vigil with \`vigil up\` (it records ${file})`)
+  const recorded = recordedBusUrl(homeAt(home))
+  if (recorded !== undefined) return recorded
+  throw new AuditInputError(
+    `no bus URL: pass --nats URL, or start Vigil with \`vigil up\` (it records ${join(homeAt(home).run, "up.json")})`,
+  )
 }
 
 /** A connection as the `ops` user of `home` (seed `<home>/nats/ops.nk`, inboxes under `_INBOX_ops`). */
 export const connectOps = async (home: string, url: string): Promise<NatsConnection> => {
-  const seedFile = join(homeAt(home).nats, "ops.nk")
-  let seed: string
+  const seedFile = seedPath(homeAt(home), "ops")
+  if (!existsSync(seedFile)) throw new AuditInputError(`no ops NATS credentials at ${seedFile}`)
   try {
-    seed = readFileSync(seedFile, "utf8").trim()
-  } catch (e) {
-    throw new AuditInputError(`cannot read the ops NATS credentials ${seedFile}: ${(e as Error).message}`)
-  }
-  try {
-    return await connect({
-      servers: url,
-      name: `vigil-audit-${process.pid}`,
-      inboxPrefix: inboxPrefix("ops"),
-      authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)),
-      timeout: 5_000,
-    })
+    return await connectRole(url, homeAt(home), "ops", { name: `vigil-audit-${process.pid}` })
   } catch (e) {
     throw new AuditCheckFailed(`cannot connect to ${url} as ops: ${(e as Error).message}`)
   }

@@ -1,5 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { connect, type NatsConnection, type NodeConnectionOptions, nkeyAuthenticator } from "@nats-io/transport-node"
+import { inboxPrefix } from "@vigil/events"
 import { generateUserNkeys, publicKeyOfSeed, ROLES, type Role } from "@vigil/natsconf"
 import type { Home } from "@vigil/runtime"
 
@@ -26,3 +28,32 @@ export const ensureNatsUsers = (home: Home): Record<Role, { seed: string; public
 }
 
 export const readSeed = (home: Home, role: Role | string): string => readFileSync(seedPath(home, role), "utf8").trim()
+
+/**
+ * A connection as `role` of a Vigil home: that user's nkey seed and its own inbox prefix (its subscribe permission
+ * allows no other). Throws when the seed cannot be read or the server refuses.
+ */
+export const connectRole = (
+  url: string,
+  home: Home,
+  role: Role | string,
+  extra: Partial<NodeConnectionOptions> = {},
+): Promise<NatsConnection> =>
+  connect({
+    servers: url,
+    name: `vigil-${role}-${process.pid}`,
+    inboxPrefix: inboxPrefix(role),
+    authenticator: nkeyAuthenticator(new TextEncoder().encode(readSeed(home, role))),
+    timeout: 5_000,
+    ...extra,
+  })
+
+/** The bus URL `vigil up` recorded in `<home>/run/up.json`, or undefined when there is none. */
+export const recordedBusUrl = (home: Home): string | undefined => {
+  try {
+    const nats = (JSON.parse(readFileSync(join(home.run, "up.json"), "utf8")) as { nats?: unknown }).nats
+    return typeof nats === "string" && nats !== "" ? nats : undefined
+  } catch {
+    return undefined
+  }
+}

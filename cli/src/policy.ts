@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
-import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
-import { type Event, inboxPrefix } from "@vigil/events"
+import type { Event } from "@vigil/events"
 import { compileBundle, formatTestReport, listRoles, packBundle, runPolicyTests } from "@vigil/policy"
 import { homeAt } from "@vigil/runtime"
 import { Effect } from "effect"
+import { connectRole, recordedBusUrl } from "./creds.ts"
 import { POLICIES_DIR, publishBundle, signedBundleFrom } from "./policy-bundle.ts"
 
 const USAGE = `usage: vigil policy <command> [options]
@@ -79,15 +79,15 @@ export const runPolicyCli = async (argv: ReadonlyArray<string>): Promise<number>
     }
     case "bundle": {
       const home = homeAt(values.home ?? process.env.VIGIL_HOME ?? ".vigil")
-      const url = values.nats ?? (JSON.parse(readFileSync(join(home.run, "up.json"), "utf8")) as { nats: string }).nats
+      const url = values.nats ?? recordedBusUrl(home)
+      if (url === undefined) {
+        process.stderr.write(
+          `vigil policy bundle: no bus URL: pass --nats URL, or start Vigil with \`vigil up\` (it records ${join(home.run, "up.json")})\n`,
+        )
+        return 2
+      }
       const bundle = await Effect.runPromise(signedBundleFrom(home, values.role ?? null, dir))
-      const nc = await connect({
-        servers: url,
-        inboxPrefix: inboxPrefix("admin"),
-        authenticator: nkeyAuthenticator(
-          new TextEncoder().encode(readFileSync(join(home.nats, "admin.nk"), "utf8").trim()),
-        ),
-      })
+      const nc = await connectRole(url, home, "admin")
       try {
         await publishBundle(nc, bundle)
       } finally {

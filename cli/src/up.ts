@@ -2,14 +2,14 @@ import { writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Kvm } from "@nats-io/kv"
-import { connect, type NatsConnection, nkeyAuthenticator } from "@nats-io/transport-node"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { HEARTBEAT_MS, provision } from "@vigil/bus"
-import { HEALTH_ALL, inboxPrefix, KEYS_MANIFEST_SUBJECT, KV_KEYS, SERVICES, type Service } from "@vigil/events"
+import { HEALTH_ALL, KEYS_MANIFEST_SUBJECT, KV_KEYS, SERVICES, type Service } from "@vigil/events"
 import { ensureManifest, KeyStore, type ManifestChain } from "@vigil/keys"
 import { renderServerConf } from "@vigil/natsconf"
 import { type Child, ensureHome, type Home, spawnChild, stopChild, tcpReachable, waitFor } from "@vigil/runtime"
 import { Data, Deferred, Effect, type Scope } from "effect"
-import { ensureNatsUsers, readSeed } from "./creds.ts"
+import { connectRole, ensureNatsUsers } from "./creds.ts"
 import { publishBundle, signedBundleFrom } from "./policy-bundle.ts"
 
 export class UpError extends Data.TaggedError("UpError")<{ readonly message: string; readonly cause?: unknown }> {}
@@ -48,15 +48,7 @@ const fail = (message: string, cause?: unknown) => new UpError({ message, ...(ca
 
 const connectAs = (url: string, home: Home, role: string) =>
   Effect.tryPromise({
-    try: () =>
-      connect({
-        servers: url,
-        name: `vigil-up-${role}`,
-        inboxPrefix: inboxPrefix(role),
-        authenticator: nkeyAuthenticator(new TextEncoder().encode(readSeed(home, role))),
-        maxReconnectAttempts: -1,
-        timeout: 5_000,
-      }),
+    try: () => connectRole(url, home, role, { name: `vigil-up-${role}`, maxReconnectAttempts: -1 }),
     catch: (cause) => fail(`cannot connect to ${url} as ${role}`, cause),
   })
 
