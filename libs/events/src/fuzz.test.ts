@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
-import { CATALOG, type EventType } from "./catalog.ts"
+import { typesProducedBy } from "./catalog.ts"
 import { node } from "./ed25519.ts"
 import { type Event, encodeEvent, keyIdOf, type SigningKey, signEvent } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
@@ -37,11 +37,7 @@ const keys: KeyResolver = {
   resolve: (kid) => {
     for (const k of [inference, gateway, auditor]) {
       if (k.kid === kid) {
-        const types = new Set(
-          Object.keys(CATALOG).filter((t) =>
-            (CATALOG[t as EventType].producers as ReadonlyArray<string>).includes(k.principal),
-          ),
-        )
+        const types = new Set<string>(typesProducedBy(k.principal))
         return {
           ok: true,
           key: {

@@ -8,7 +8,7 @@ import { Arbitrary, Effect, type Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
 import { canonicalJson } from "./canonical.ts"
-import { CATALOG, EVENT_TYPES, type EventType, type Principal } from "./catalog.ts"
+import { CATALOG, EVENT_TYPES, type EventType, type Principal, typesProducedBy } from "./catalog.ts"
 import { node } from "./ed25519.ts"
 import { type Draft, encodeEvent, keyIdOf, type SigningKey, signEvent } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
@@ -149,9 +149,7 @@ const resolver: KeyResolver = {
   resolve: (kid) => {
     const k = [...KEYS.values()].find((x) => x.kid === kid)
     if (k === undefined) return { ok: false, reason: "unknown_key", detail: kid }
-    const types = new Set(
-      EVENT_TYPES.filter((t) => (CATALOG[t].producers as ReadonlyArray<string>).includes(k.principal)),
-    )
+    const types = new Set<string>(typesProducedBy(k.principal))
     return {
       ok: true,
       key: {
