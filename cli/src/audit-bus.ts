@@ -3,7 +3,7 @@ import { join } from "node:path"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { type NatsConnection, RequestError, TimeoutError } from "@nats-io/transport-node"
 import { logOrigin, noteVerifiers } from "@vigil/auditlog"
-import { PROOF_SUBJECTS, STREAM_AUDIT, STREAM_EVENTS } from "@vigil/events"
+import { inlineChecker, PROOF_SUBJECTS, STREAM_AUDIT, STREAM_EVENTS } from "@vigil/events"
 import type { ManifestChain } from "@vigil/keys"
 import { leafHash, verifyInclusion } from "@vigil/merkle"
 import { openCheckpoint } from "@vigil/note"
@@ -126,7 +126,7 @@ export const proveInclusion = async (nc: NatsConnection, chain: ManifestChain, i
     throw new AuditCheckFailed(`the proof is for size ${String(answer.size)}, the signed checkpoint for ${size}`)
   }
   const leaf = fromB64(answer.leaf, "leaf")
-  const judged = await checkChunk(index, [leaf], chain)
+  const judged = await checkChunk(index, [leaf], chain, inlineChecker)
   if (judged.failure !== undefined) {
     throw new AuditCheckFailed(
       `leaf ${index} is not a valid signed event: ${judged.failure.reason}: ${judged.failure.detail}`,

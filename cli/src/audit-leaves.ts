@@ -3,6 +3,7 @@ import {
   type KeyResolver,
   type Rejection,
   type RejectionReason,
+  type SignatureChecker,
   type Verified,
   verifyEventAsync,
 } from "@vigil/events"
@@ -80,15 +81,17 @@ const judge = (index: number, bytes: Uint8Array, v: Verified | Rejection): LeafV
 
 /**
  * Judges `entries` (leaves `start`, `start + 1`, …) and answers with the first failure among them. The Ed25519
- * checks, most of the cost, run on libuv's thread pool (`verifyEventAsync`): every leaf's parse and schema checks run
- * here at once, each queueing its signature check, so this thread prepares the next chunk while the pool verifies.
+ * checks, most of the cost, go to `signatures` (a SignaturePool's worker threads): every leaf's parse and schema
+ * checks run here at once, each queueing its signature check, so this thread prepares the next chunk while the
+ * workers verify.
  */
 export const checkChunk = async (
   start: number,
   entries: ReadonlyArray<Uint8Array>,
   keys: KeyResolver,
+  signatures: SignatureChecker,
 ): Promise<ChunkResult> => {
-  const opts = { keys, maxBytes: LEAF_MAX_BYTES }
+  const opts = { keys, maxBytes: LEAF_MAX_BYTES, signatures }
   const verdicts = await Promise.all(
     entries.map(async (bytes, j) => judge(start + j, bytes, await verifyEventAsync(bytes, opts))),
   )

@@ -3,6 +3,7 @@ import { join } from "node:path"
 // The auditor's own definitions of the log's origin, its checkpoint verifiers and the checkpoint history file, so
 // this check cannot drift from what the auditor signs. These modules are pure (no service start-up on import).
 import { logOrigin, noteVerifiers, readCheckpointHistory } from "@vigil/auditlog"
+import { type SignatureChecker, SignaturePool } from "@vigil/events"
 import { type Manifest, ManifestChain, ROOT_PUBLIC_KEY_FILE } from "@vigil/keys"
 import { leafHash, MemoryTree, verifyConsistency } from "@vigil/merkle"
 import { NoteError, openCheckpoint } from "@vigil/note"
@@ -47,11 +48,11 @@ import { type ChunkResult, checkChunk, type LeafFailure } from "./audit-leaves.t
  * before tree problems before checkpoint problems. Checkpoints are checked against a tree built from the entries
  * themselves (in memory, 64 bytes a leaf), so they vouch for the bytes, not for the stored tiles.
  *
- * Cost: the Ed25519 checks dominate (about 110 µs of CPU each on the 2-core development machine, against some 60 µs
- * for everything else a leaf needs). They run on libuv's thread pool (`verifyEventAsync`) while this thread parses,
- * checks schemas and hashes; measured against a pool of two worker_threads verifying contiguous chunks, this was as
- * fast or faster on two cores (each worker first spends about 0.3 s of CPU loading the schema code, and both are
- * bound by the same signature work), so it is the one kept; `cli/src/audit-bench.ts` measures it.
+ * Cost: the Ed25519 checks dominate (about 55 µs of CPU each with libsodium on the 2-core development machine,
+ * against some 40 µs for everything else a leaf needs). They run on a SignaturePool's worker threads (libsodium,
+ * batches of signatures per message) while this thread parses, checks schemas and hashes; whole-leaf verification
+ * in worker_threads was measured before and lost on two cores (each worker first spends about 0.3 s of CPU loading
+ * the schema code); `cli/src/audit-bench.ts` measures it.
  */
 
 export type ProblemKind = "leaf" | "tree" | "checkpoint"
@@ -235,6 +236,15 @@ const equalBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffe
 
 /** Runs the three checks (see the module comment) and returns the report; throws only {@link AuditInputError}. */
 export const verifyAuditLog = async (opts: AuditVerifyOptions): Promise<AuditVerifyReport> => {
+  const pool = new SignaturePool()
+  try {
+    return await verifyWith(opts, pool)
+  } finally {
+    await pool.close()
+  }
+}
+
+const verifyWith = async (opts: AuditVerifyOptions, pool: SignatureChecker): Promise<AuditVerifyReport> => {
   const started = performance.now()
   const { dir } = opts
   const made = ManifestChain.make(opts.rootPublicKey, opts.manifests)
@@ -271,7 +281,7 @@ export const verifyAuditLog = async (opts: AuditVerifyOptions): Promise<AuditVer
 
   const tree = new MemoryTree()
   let leavesChecked = 0
-  // (1) Every leaf: hashed into the tree here, its event checked in chunks (signatures on libuv's pool).
+  // (1) Every leaf: hashed into the tree here, its event checked in chunks (signatures on the pool's workers).
   const results: ChunkResult[] = []
   const jobs: Promise<void>[] = []
   const inflight = new Set<Promise<void>>()
@@ -293,7 +303,7 @@ export const verifyAuditLog = async (opts: AuditVerifyOptions): Promise<AuditVer
       at.events = leavesChecked
       progress("leaves")
     }
-    const job: Promise<void> = checkChunk(start, entries, chain).then(done)
+    const job: Promise<void> = checkChunk(start, entries, chain, pool).then(done)
     jobs.push(job)
     inflight.add(job)
     job.then(

@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { BusConfig, consumeBatches, DeadLetters, Nats, Trust } from "@vigil/bus"
+import { BusConfig, consumeBatches, DeadLetters, Nats, Trust, Verifier } from "@vigil/bus"
 import {
   AUDITOR_DURABLE,
   blobRefOf,
@@ -205,7 +205,7 @@ const verifiedConsume = async (server: NatsServer, th: TestHome, admin: NatsConn
   })
   const seed = server.creds.admin?.seed
   const bus = DeadLetters.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(Nats.layer, Trust.layerStatic(th.chain))),
+    Layer.provideMerge(Layer.mergeAll(Nats.layer, Trust.layerStatic(th.chain), Verifier.layer())),
     Layer.provideMerge(
       BusConfig.layer({
         url: server.url,
@@ -586,7 +586,7 @@ export const auditBench: Benchmark = {
         "anything consumes them. The raw figure is a plain pull consumer in the benchmark process (admin user, " +
         `explicit ack of each message, \`consume({ max_messages: ${PULL_BATCH} })\`); "bus alone" is libs/bus ` +
         "`consumeBatches` with the auditor's batch settings and a handler that does nothing (every event verified: " +
-        "JSON, schema, RFC 8785 signing bytes, Ed25519 on libuv's pool, manifest), on its own durable of the same " +
+        "JSON, schema, RFC 8785 signing bytes, Ed25519 on the SignaturePool's worker thread, manifest), on its own durable of the same " +
         "stream. The auditor figure runs from " +
         "the auditor durable's first delivery until its ack floor reaches N (watched with consumer info every 5 ms), " +
         "so it covers verification (schema, signature, manifest), the fsync'd tile-log commit per batch, one OCSF " +

@@ -22,6 +22,7 @@ import {
   Publisher,
   Signer,
   Trust,
+  Verifier,
 } from "@vigil/bus"
 import {
   DLQ_ALL,
@@ -35,12 +36,16 @@ import {
   keyIdOf,
   nobleEd25519,
   nodeEd25519,
+  nodeVerifyAsync,
   randomSeed,
+  type SignatureChecker,
+  SignaturePool,
   type SigningKey,
   STREAM_DLQ,
   STREAM_EVENTS,
   signEvent,
   signingBytes,
+  sodiumEd25519,
   verifyEvent,
   verifyEventAsync,
 } from "@vigil/events"
@@ -235,7 +240,7 @@ const busLayers = (ctx: Ctx) => {
     Layer.provideMerge(settings(PRODUCER)),
   )
   const consumer = DeadLetters.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(Nats.layer, Trust.layerStatic(ctx.keys.chain))),
+    Layer.provideMerge(Layer.mergeAll(Nats.layer, Trust.layerStatic(ctx.keys.chain), Verifier.layer())),
     Layer.provideMerge(settings(CONSUMER)),
   )
   return { producer, consumer }
@@ -297,6 +302,7 @@ const rate = (op: (i: number) => void, minMs = 1_000, minOps = 200): number => {
 /** In-process sign and verify rates (no broker): full envelope path and the bare Ed25519 primitive. */
 const ED_SIGN = "Ed25519 sign, primitive only"
 const ED_VERIFY = "Ed25519 verify, primitive only"
+const IMPL_NAMES = { sodium: "libsodium (sodium-native)", node: "node:crypto", noble: "@noble/ed25519" } as const
 
 /** verifyEventAsync with `inFlight` verifications outstanding for at least `minMs`; also event-loop CPU per event. */
 const asyncVerifyRate = async (
@@ -304,6 +310,7 @@ const asyncVerifyRate = async (
   keys: Keys,
   at: number,
   inFlight: number,
+  signatures: SignatureChecker,
   minMs = 1_000,
 ) => {
   const opts = {
@@ -312,6 +319,7 @@ const asyncVerifyRate = async (
     subject: SUBJECT,
     receivedAt: at,
     maxSkewMs: DEFAULTS.duplicateWindowMs,
+    signatures,
   }
   const mainPath = `/proc/${process.pid}/task/${process.pid}/stat`
   let ops = 0
@@ -335,9 +343,9 @@ const cryptoRates = async (keys: Keys): Promise<BenchRow[]> => {
   const messages = events.map(({ sig: _sig, ...unsigned }) => signingBytes(unsigned))
   const sigs = events.map((e) => new Uint8Array(Buffer.from(e.sig, "base64url")))
   const at = Date.now()
-  for (const ed of [nodeEd25519, nobleEd25519] as ReadonlyArray<Ed25519>) {
-    const impl = ed.name === "node" ? "node:crypto" : "@noble/ed25519"
-    const minMs = ed.name === "node" ? 1_000 : 2_000
+  for (const ed of [sodiumEd25519, nodeEd25519, nobleEd25519] as ReadonlyArray<Ed25519>) {
+    const impl = IMPL_NAMES[ed.name]
+    const minMs = ed.name === "noble" ? 2_000 : 1_000
     const sign = rate((i) => signEvent(keys.producer, draftFor(i), ed), minMs)
     const verify = rate((i) => {
       const r = verifyEvent(wire[i % wire.length] as Uint8Array, {
@@ -367,15 +375,32 @@ const cryptoRates = async (keys: Keys): Promise<BenchRow[]> => {
       { name: ED_VERIFY, config: impl, value: rawVerify, unit: "ops/s" },
     )
   }
-  await asyncVerifyRate(wire, keys, at, DEFAULT_BATCH, 200) // warm-up
-  const pooled = await asyncVerifyRate(wire, keys, at, DEFAULT_BATCH)
-  rows.splice(2, 0, {
-    name: `verifyEventAsync, ${DEFAULT_BATCH} in flight (Ed25519 on libuv's pool)`,
-    config: "node:crypto",
-    value: pooled.rate,
-    unit: "ops/s",
-    detail: `event loop ${pooled.mainUsPerOp.toFixed(0)} µs CPU per event (what consume() uses)`,
-  })
+  const pool = new SignaturePool()
+  try {
+    const checkers = [
+      { name: `SignaturePool, ${pool.workers} worker thread(s)`, config: IMPL_NAMES.sodium, checker: pool },
+      {
+        name: "libuv's thread pool",
+        config: IMPL_NAMES.node,
+        checker: { verify: nodeVerifyAsync } satisfies SignatureChecker,
+      },
+    ]
+    const offThread: BenchRow[] = []
+    for (const c of checkers) {
+      await asyncVerifyRate(wire, keys, at, DEFAULT_BATCH, c.checker, 200) // warm-up
+      const r = await asyncVerifyRate(wire, keys, at, DEFAULT_BATCH, c.checker)
+      offThread.push({
+        name: `verifyEventAsync, ${DEFAULT_BATCH} in flight, Ed25519 on ${c.name}`,
+        config: c.config,
+        value: r.rate,
+        unit: "ops/s",
+        detail: `event loop ${r.mainUsPerOp.toFixed(0)} µs CPU per event${c.checker === pool ? " (what consume() uses)" : ""}`,
+      })
+    }
+    rows.splice(2, 0, ...offThread)
+  } finally {
+    await pool.close()
+  }
   return rows
 }
 
@@ -471,7 +496,7 @@ const bottleneck = (rs: ReadonlyArray<Round>): string => {
   const wait = med(rs, (c) => c.nodeMainWait)
   const shares =
     `nats-server ${pct(med(rs, (c) => c.nats))}, node event loop ${pct(loop)} on CPU + ${pct(wait)} waiting for ` +
-    `one, libuv pool and other node threads ${pct(med(rs, (c) => c.node - c.nodeMain))}, other processes ` +
+    `one, worker and other node threads ${pct(med(rs, (c) => c.node - c.nodeMain))}, other processes ` +
     `${pct(med(rs, (c) => c.others))}; machine ${pct(busy / cores)} busy`
   if (busy >= 0.9 * cores) return `the machine's ${cores} CPUs were saturated (${shares})`
   if (loop + wait >= 0.85) return `node's event loop was the bottleneck (${shares})`
@@ -511,7 +536,7 @@ export const busThroughput: Benchmark = {
       ...(secured === undefined ? [] : seriesRows("secured (per-user nkeys + permissions)", secured)),
       ...crypto,
     ]
-    const rateOf = (name: string) => crypto.find((r) => r.name === name && r.config === "node:crypto")?.value ?? 0
+    const rateOf = (name: string) => crypto.find((r) => r.name === name && r.config === IMPL_NAMES.sodium)?.value ?? 0
     const ed = { sign: rateOf(ED_SIGN), verify: rateOf(ED_VERIFY) }
     const notes = [
       `CPU shares are /proc/<pid>/stat CPU time over the timed part of each round divided by its wall time (median; ` +

@@ -14,6 +14,7 @@ import {
   Signer,
   Trust,
   type TrustedChain,
+  Verifier,
 } from "@vigil/bus"
 import type { Draft, Event, Principal, Service, SigningKey } from "@vigil/events"
 import { followUp, PRINCIPALS, randomSeed } from "@vigil/events"
@@ -142,9 +143,12 @@ export const busFixture = (
 }
 
 /** Everything the bus layer provides a service. */
-export type BusServices = Nats | BusConfig | Signer | Trust | Publisher | DeadLetters
+export type BusServices = Nats | BusConfig | Signer | Trust | Verifier | Publisher | DeadLetters
 
-/** The bus layers a service process composes: its own NATS user, signer, static trust, publisher and DLQ. */
+/**
+ * The bus layers a service process composes: its own NATS user, signer, static trust, signature workers, publisher
+ * and DLQ.
+ */
 export const busLayer = (settings: {
   readonly url: string
   readonly user: Service
@@ -159,9 +163,12 @@ export const busLayer = (settings: {
     nkeySeed: Option.some(Redacted.make(settings.natsSeed)),
     ...(settings.maxEventBytes === undefined ? {} : { maxEventBytes: settings.maxEventBytes }),
   })
-  const base = Layer.mergeAll(Nats.layer, Signer.layer(settings.key), Trust.layerStatic(settings.trust)).pipe(
-    Layer.provideMerge(config),
-  )
+  const base = Layer.mergeAll(
+    Nats.layer,
+    Signer.layer(settings.key),
+    Trust.layerStatic(settings.trust),
+    Verifier.layer(),
+  ).pipe(Layer.provideMerge(config))
   return Layer.mergeAll(Publisher.layer, DeadLetters.layer).pipe(Layer.provideMerge(base))
 }
 

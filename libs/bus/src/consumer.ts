@@ -16,6 +16,7 @@ import { DeadLetters, deadLetterRecord } from "./dlq.ts"
 import { ConsumeError, type HandlerError } from "./errors.ts"
 import { parseTraceparent } from "./trace.ts"
 import { Trust } from "./trust.ts"
+import { Verifier } from "./verifier.ts"
 
 /** Where a verified event came from, for handlers that care (e.g. the auditor's leaf order is `streamSeq`). */
 export interface Delivery {
@@ -108,6 +109,7 @@ const bindDurable = (opts: ConsumeOptions) =>
     const trust = yield* Trust
     const cfg = yield* BusConfig
     const dlq = yield* DeadLetters
+    const { signatures } = yield* Verifier
     const stream = opts.stream ?? STREAM_EVENTS
     const consumer = yield* Effect.tryPromise({
       try: () => js.consumers.get(stream, opts.durable),
@@ -189,6 +191,7 @@ const bindDurable = (opts: ConsumeOptions) =>
       subject: m.subject,
       receivedAt: d.storedAt,
       maxSkewMs: cfg.duplicateWindowMs,
+      signatures,
     })
 
     interface Checked {
@@ -233,7 +236,7 @@ const bindDurable = (opts: ConsumeOptions) =>
       (cause) => new ConsumeError({ durable: opts.durable, cause }),
     ).pipe(
       // Verify up to one pull batch ahead (the client holds those messages already), with the Ed25519 checks on
-      // libuv's thread pool. Verification has no side effect: dead-lettering, acks and handler calls happen after
+      // the Verifier's worker threads. Verification has no side effect: dead-lettering, acks and handler calls happen after
       // `admit`, which sees the messages in delivery order (`mapEffect` is ordered). Only throughput changes.
       Stream.mapEffect(check, { concurrency: pull }),
       Stream.mapEffect(admit),
@@ -279,7 +282,7 @@ const bindDurable = (opts: ConsumeOptions) =>
 export const consume = <T extends EventType, R>(
   opts: ConsumeOptions,
   handler: Handler<T, R>,
-): Effect.Effect<ConsumerHandle, ConsumeError, Nats | Trust | BusConfig | DeadLetters | Scope.Scope | R> =>
+): Effect.Effect<ConsumerHandle, ConsumeError, Nats | Trust | Verifier | BusConfig | DeadLetters | Scope.Scope | R> =>
   Effect.gen(function* () {
     const { stats, admitted, failed, run } = yield* bindDurable(opts)
     const recent = new RecentIds()
@@ -312,7 +315,7 @@ export const consume = <T extends EventType, R>(
 export const consumeBatches = <R>(
   opts: BatchOptions,
   handler: BatchHandler<R>,
-): Effect.Effect<ConsumerHandle, ConsumeError, Nats | Trust | BusConfig | DeadLetters | Scope.Scope | R> =>
+): Effect.Effect<ConsumerHandle, ConsumeError, Nats | Trust | Verifier | BusConfig | DeadLetters | Scope.Scope | R> =>
   Effect.gen(function* () {
     const { stats, admitted, failed, run } = yield* bindDurable(opts)
     const process = (batch: ReadonlyArray<{ readonly m: JsMsg; readonly d: Delivery; readonly event: Event }>) =>

@@ -2,11 +2,11 @@ import * as ed from "@noble/ed25519"
 import { sha512 } from "@noble/hashes/sha2.js"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { type Ed25519, noble, node, randomSeed } from "./ed25519.ts"
+import { type Ed25519, noble, node, randomSeed, sodium } from "./ed25519.ts"
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex")
 const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, "hex"))
-const IMPLEMENTATIONS: ReadonlyArray<Ed25519> = [noble, node]
+const IMPLEMENTATIONS: ReadonlyArray<Ed25519> = [noble, node, sodium]
 
 // RFC 8032 section 7.1, "Test Vectors for Ed25519", TEST 1 to TEST 3.
 const RFC8032 = [
@@ -98,17 +98,17 @@ describe.each(IMPLEMENTATIONS.map((impl) => [impl.name, impl] as const))("%s: RF
   })
 })
 
-describe("noble and node agree", () => {
-  it("on public keys and byte-identical signatures, and each verifies the other's (random)", () => {
+describe("noble, node and sodium agree", () => {
+  it("on public keys and byte-identical signatures, and each verifies the others' (random)", () => {
     fc.assert(
       fc.property(seedArb, messageArb, (seed, message) => {
         const pub = noble.publicKey(seed)
-        expect(hex(node.publicKey(seed))).toBe(hex(pub))
-        const a = noble.sign(message, seed)
-        const b = node.sign(message, seed)
-        expect(hex(a)).toBe(hex(b))
-        expect(node.verify(a, message, pub)).toBe(true)
-        expect(noble.verify(b, message, pub)).toBe(true)
+        const sig = noble.sign(message, seed)
+        for (const impl of IMPLEMENTATIONS) {
+          expect(hex(impl.publicKey(seed))).toBe(hex(pub))
+          expect(hex(impl.sign(message, seed))).toBe(hex(sig))
+          expect(impl.verify(sig, message, pub)).toBe(true)
+        }
       }),
       { numRuns: 250 },
     )
@@ -122,8 +122,8 @@ describe("noble and node agree", () => {
         fc.constantFrom("message", "signature", "publicKey"),
         fc.nat(),
         (seed, message, where, bit) => {
-          const pub = node.publicKey(seed)
-          const sig = node.sign(message, seed)
+          const pub = sodium.publicKey(seed)
+          const sig = sodium.sign(message, seed)
           const msg2 = where === "message" && message.length > 0 ? flipBit(message, bit) : message
           const sig2 = where === "signature" ? flipBit(sig, bit) : sig
           const pub2 = where === "publicKey" ? flipBit(pub, bit) : pub
@@ -164,7 +164,7 @@ describe("noble and node agree", () => {
  * the cofactorless checks so both verifiers give the same verdict on every one (Chalkias et al., "Taming the many
  * EdDSAs", 2020).
  */
-describe("noble and node agree on adversarial signatures", () => {
+describe("noble, node and sodium agree on adversarial signatures", () => {
   const L = 2n ** 252n + 27742317777372353535851937790883648493n
   const le = (b: Uint8Array): bigint => {
     let n = 0n
@@ -212,6 +212,7 @@ describe("noble and node agree on adversarial signatures", () => {
           const sig = ed.etc.concatBytes(R, toLe(ed.etc.mod(r + k * a, L)))
           const viaNode = node.verify(sig, message, pub)
           expect(noble.verify(sig, message, pub)).toBe(viaNode)
+          expect(sodium.verify(sig, message, pub)).toBe(viaNode)
           if (viaNode) nodeAccepted++
           if (!viaNode && ed.verify(sig, message, pub)) nobleRawAcceptedMore++
         },

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { Schema } from "effect"
 import { canonicalBytes, contextBytes } from "./canonical.ts"
 import { CATALOG, type EventData, type EventType, isEventType, PRINCIPALS, type Principal } from "./catalog.ts"
-import { type Ed25519, node } from "./ed25519.ts"
+import { type Ed25519, fast } from "./ed25519.ts"
 import { newEventId } from "./ids.ts"
 import { BlobRef, EventId, KeyId, SignatureB64, Timestamp, Token, TraceParent } from "./primitives.ts"
 
@@ -58,8 +58,8 @@ export interface Draft<T extends EventType> {
   readonly time?: string
 }
 
-/** Fill in the envelope and sign it. `ed` defaults to the node:crypto fast path. */
-export const signEvent = <T extends EventType>(key: SigningKey, draft: Draft<T>, ed: Ed25519 = node): Event<T> => {
+/** Fill in the envelope and sign it. `ed` defaults to the fast path (libsodium). */
+export const signEvent = <T extends EventType>(key: SigningKey, draft: Draft<T>, ed: Ed25519 = fast): Event<T> => {
   const unsigned = {
     v: ENVELOPE_VERSION,
     id: draft.id ?? newEventId(),

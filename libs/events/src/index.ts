@@ -13,7 +13,14 @@ export {
   typesProducedBy,
 } from "./catalog.ts"
 export type { Ed25519 } from "./ed25519.ts"
-export { noble as nobleEd25519, node as nodeEd25519, randomSeed } from "./ed25519.ts"
+export {
+  fast as fastEd25519,
+  noble as nobleEd25519,
+  node as nodeEd25519,
+  nodeVerifyAsync,
+  randomSeed,
+  sodium as sodiumEd25519,
+} from "./ed25519.ts"
 export type { Draft, Event, SigningKey, Unsigned } from "./envelope.ts"
 export {
   ENVELOPE_VERSION,
@@ -27,6 +34,8 @@ export {
 } from "./envelope.ts"
 export { EVENT_ID_PATTERN, eventIdTime, newEventId, TOKEN_PATTERN } from "./ids.ts"
 export { BlobRef, EventId, KeyId, Sha256Hex, Timestamp, Token } from "./primitives.ts"
+export type { SignatureChecker, SignaturePoolOptions } from "./signature-pool.ts"
+export { inlineChecker, SignaturePool } from "./signature-pool.ts"
 export * from "./subjects.ts"
 export type { DurableSpec } from "./topology.ts"
 export { AUDITOR_DURABLE, allDurables, durablesFor, SIEM_DURABLE } from "./topology.ts"

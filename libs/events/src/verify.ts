@@ -1,7 +1,8 @@
 import { type Result, Schema } from "effect"
 import { CATALOG, type EventType, isEventType } from "./catalog.ts"
-import { type Ed25519, node, nodeVerifyAsync } from "./ed25519.ts"
+import { type Ed25519, fast } from "./ed25519.ts"
 import { Envelope, type Event, signingBytes } from "./envelope.ts"
+import { inlineChecker, type SignatureChecker } from "./signature-pool.ts"
 import { parseEventSubject } from "./subjects.ts"
 
 /**
@@ -76,7 +77,10 @@ export interface VerifyOptions {
    */
   readonly receivedAt?: number
   readonly maxSkewMs?: number
+  /** Implementation for the synchronous check; default the fast one (libsodium). */
   readonly ed?: Ed25519
+  /** Where {@link verifyEventAsync} checks the signature; default inline. A {@link SignaturePool} uses workers. */
+  readonly signatures?: SignatureChecker
 }
 
 export interface Verified<T extends EventType = EventType> {
@@ -248,13 +252,13 @@ const checkAfterSignature = (
 export const verifyEvent = (bytes: Uint8Array, opts: VerifyOptions): Verified | Rejection => {
   const u = checkBeforeSignature(bytes, opts)
   if (u.ok === false) return u
-  return checkAfterSignature(u, (opts.ed ?? node).verify(u.sigBytes, u.signed, u.lookup.key.publicKey), opts)
+  return checkAfterSignature(u, (opts.ed ?? fast).verify(u.sigBytes, u.signed, u.lookup.key.publicKey), opts)
 }
 
 /**
- * {@link verifyEvent} with the Ed25519 check (most of its cost) on libuv's thread pool, so a consumer can verify
- * several events at once on a multi-core machine. The same checks in the same order with the same answers; with an
- * explicit `ed` (noble) the signature is checked inline. Never rejects.
+ * {@link verifyEvent} with the Ed25519 check (most of its cost) handed to `opts.signatures`, e.g. a
+ * {@link SignaturePool} on worker threads, so a consumer verifies on several cores. The same checks in the same
+ * order with the same answers; with an explicit `ed` the signature is checked inline with it. Never rejects.
  */
 export const verifyEventAsync = async (bytes: Uint8Array, opts: VerifyOptions): Promise<Verified | Rejection> => {
   const u = checkBeforeSignature(bytes, opts)
@@ -262,7 +266,7 @@ export const verifyEventAsync = async (bytes: Uint8Array, opts: VerifyOptions): 
   const publicKey = u.lookup.key.publicKey
   const valid =
     opts.ed === undefined
-      ? await nodeVerifyAsync(u.sigBytes, u.signed, publicKey)
+      ? await (opts.signatures ?? inlineChecker).verify(u.sigBytes, u.signed, publicKey)
       : opts.ed.verify(u.sigBytes, u.signed, publicKey)
   return checkAfterSignature(u, valid, opts)
 }

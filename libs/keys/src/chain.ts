@@ -1,4 +1,4 @@
-import { type Ed25519, type KeyLookup, type KeyResolver, keyIdOf, nodeEd25519, type TrustedKey } from "@vigil/events"
+import { type Ed25519, fastEd25519, type KeyLookup, type KeyResolver, keyIdOf, type TrustedKey } from "@vigil/events"
 import { Data, Result } from "effect"
 import { type Manifest, manifestDigest, verifyManifest } from "./manifest.ts"
 
@@ -80,7 +80,7 @@ export class ManifestChain implements KeyResolver {
     if (manifests.length === 0) {
       return Result.fail(new ManifestChainError({ reason: "empty", version: 1, message: "no manifest versions" }))
     }
-    const chain = new ManifestChain(rootPublicKey, options.ed ?? nodeEd25519)
+    const chain = new ManifestChain(rootPublicKey, options.ed ?? fastEd25519)
     for (const m of manifests) {
       const r = chain.#link(m, false)
       if (Result.isFailure(r)) return Result.fail(r.failure)

@@ -2,8 +2,8 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import {
   canonicalBytes,
+  fastEd25519,
   keyIdOf,
-  nodeEd25519,
   PRINCIPALS,
   type Principal,
   randomSeed,
@@ -39,7 +39,7 @@ export class DeploymentError extends Data.TaggedError("DeploymentError")<{
 
 /** The {@link SigningKey} (kid, public key) of a principal's seed. */
 export const signingKeyOf = (principal: Principal, seed: Uint8Array): SigningKey => {
-  const publicKey = nodeEd25519.publicKey(seed)
+  const publicKey = fastEd25519.publicKey(seed)
   return { principal, kid: keyIdOf(publicKey), seed, publicKey }
 }
 
@@ -48,7 +48,7 @@ export const ensureDeploymentKeys = <const P extends Principal>(principals: Read
   Effect.gen(function* () {
     const store = yield* KeyStore
     const rootSeed = yield* store.loadOrCreate(ROOT_KEY_NAME)
-    const rootPublicKey = nodeEd25519.publicKey(rootSeed)
+    const rootPublicKey = fastEd25519.publicKey(rootSeed)
     const keys = {} as Record<P, SigningKey>
     for (const p of principals) keys[p] = signingKeyOf(p, yield* store.loadOrCreate(p))
     const root: RootKey = { kid: keyIdOf(rootPublicKey), seed: rootSeed, publicKey: rootPublicKey }

@@ -1,7 +1,7 @@
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { keyIdOf, nodeEd25519, randomSeed } from "@vigil/events"
+import { fastEd25519, keyIdOf, randomSeed } from "@vigil/events"
 import { Context, Data, Effect, Layer, Schema } from "effect"
 import { writeFileAtomic } from "./atomic.ts"
 
@@ -77,7 +77,7 @@ export type KeyFile = typeof KeyFile.Type
 const decodeKeyFile = Schema.decodeUnknownOption(Schema.fromJsonString(KeyFile), { onExcessProperty: "error" })
 
 const keyFileText = (seed: Uint8Array): string => {
-  const publicKey = nodeEd25519.publicKey(seed)
+  const publicKey = fastEd25519.publicKey(seed)
   const file: KeyFile = {
     v: 1,
     alg: "ed25519",
@@ -94,7 +94,7 @@ const seedOfKeyFile = (text: string): Uint8Array | undefined => {
   const file = decodeKeyFile(text)
   if (file._tag === "None") return undefined
   const seed = new Uint8Array(Buffer.from(file.value.seed, "base64url"))
-  const publicKey = nodeEd25519.publicKey(seed)
+  const publicKey = fastEd25519.publicKey(seed)
   const ok =
     Buffer.from(publicKey).toString("base64url") === file.value.publicKey && keyIdOf(publicKey) === file.value.kid
   return ok ? seed : undefined
@@ -220,7 +220,7 @@ const makeFileStore = Effect.fnUntraced(function* (dir: string) {
       )
     }
     yield* Effect.logDebug("created key").pipe(
-      Effect.annotateLogs({ key: name, kid: keyIdOf(nodeEd25519.publicKey(seed)) }),
+      Effect.annotateLogs({ key: name, kid: keyIdOf(fastEd25519.publicKey(seed)) }),
     )
     return seed
   })

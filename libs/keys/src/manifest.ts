@@ -4,10 +4,10 @@ import {
   contextBytes,
   type Ed25519,
   type EventType,
+  fastEd25519,
   isEventType,
   KeyId,
   keyIdOf,
-  nodeEd25519,
   PRINCIPALS,
   type Principal,
   Sha256Hex,
@@ -116,7 +116,7 @@ export const manifestDigest = (m: Manifest): string => createHash("sha256").upda
  * Sign a manifest version with the root key's seed; `rootKid` is set from that key. Throws a TypeError when the
  * manifest is not schema-valid: an invalid manifest is never signed.
  */
-export const signManifest = (rootSeed: Uint8Array, unsigned: UnsignedManifest, ed: Ed25519 = nodeEd25519): Manifest => {
+export const signManifest = (rootSeed: Uint8Array, unsigned: UnsignedManifest, ed: Ed25519 = fastEd25519): Manifest => {
   const rootKid = keyIdOf(ed.publicKey(rootSeed))
   const { v, deployment, version, issuedAt, prev, keys } = unsigned
   const body = decodeBody({ v, deployment, version, issuedAt, prev, keys, rootKid })
@@ -138,7 +138,7 @@ export type ManifestVerdict =
 export const verifyManifest = (
   rootPublicKey: Uint8Array,
   input: unknown,
-  ed: Ed25519 = nodeEd25519,
+  ed: Ed25519 = fastEd25519,
 ): ManifestVerdict => {
   const decoded = decodeManifest(input)
   if (decoded._tag === "Failure") return { ok: false, reason: "schema", detail: decoded.failure.message }

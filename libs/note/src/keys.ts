@@ -1,5 +1,5 @@
 import { sha256 } from "@noble/hashes/sha2.js"
-import { type Ed25519, nodeEd25519, randomSeed } from "@vigil/events"
+import { type Ed25519, fastEd25519, randomSeed } from "@vigil/events"
 import { decodeBase64, encodeBase64, hex8, isValidKeyName, utf8 } from "./encoding.ts"
 import { NoteError } from "./errors.ts"
 
@@ -82,7 +82,7 @@ export const parseVerifierKey = (vkey: string): VerifierKey => {
 }
 
 /** `PRIVATE+KEY+name+hex8(keyid)+base64(0x01 || seed)`; the key id is that of the seed's public key. */
-export const encodeSignerKey = (name: string, seed: Uint8Array, ed25519: Ed25519 = nodeEd25519): string => {
+export const encodeSignerKey = (name: string, seed: Uint8Array, ed25519: Ed25519 = fastEd25519): string => {
   checkName(name)
   if (!(seed instanceof Uint8Array) || seed.length !== 32) {
     throw new NoteError("MALFORMED_KEY", "Ed25519 seed must be 32 bytes")
@@ -94,7 +94,7 @@ export const encodeSignerKey = (name: string, seed: Uint8Array, ed25519: Ed25519
 }
 
 /** Parses a signer key, derives its public key and checks the key id against it, in Go `NewSigner`'s order. */
-export const parseSignerKey = (skey: string, ed25519: Ed25519 = nodeEd25519): SignerKey => {
+export const parseSignerKey = (skey: string, ed25519: Ed25519 = fastEd25519): SignerKey => {
   const [priv1, rest1] = chop(skey, "+")
   const [priv2, rest2] = chop(rest1, "+")
   const [name, rest3] = chop(rest2, "+")
@@ -124,7 +124,7 @@ export const parseSignerKey = (skey: string, ed25519: Ed25519 = nodeEd25519): Si
 /** A fresh Ed25519 key named `name`, in both encodings (Go `GenerateKey`). Keep `signerKey` secret. */
 export const generateSignerKey = (
   name: string,
-  ed25519: Ed25519 = nodeEd25519,
+  ed25519: Ed25519 = fastEd25519,
 ): { readonly signerKey: string; readonly verifierKey: string } => {
   checkName(name)
   const seed = randomSeed()

@@ -1,4 +1,4 @@
-import { type Ed25519, nodeEd25519 } from "@vigil/events"
+import { type Ed25519, fastEd25519 } from "@vigil/events"
 import { decodeBase64, encodeBase64, hex8, isNoteCharacters, isValidKeyName, utf8 } from "./encoding.ts"
 import { NoteError, type NoteSignature } from "./errors.ts"
 import type { SignerKey, VerifierKey } from "./keys.ts"
@@ -10,7 +10,7 @@ export const MAX_SIGNATURES = 100
 const SIGNATURE_PREFIX = "\u2014 "
 
 export interface NoteOptions {
-  /** Ed25519 implementation; default `nodeEd25519` (OpenSSL), `nobleEd25519` gives the same answers. */
+  /** Ed25519 implementation; default `fastEd25519` (libsodium); `nobleEd25519` and `nodeEd25519` give the same answers. */
   readonly ed25519?: Ed25519
   /** Refuse (`MALFORMED`) notes longer than this many UTF-8 bytes. Go has no such limit; default none. */
   readonly maxNoteBytes?: number
@@ -36,7 +36,7 @@ export const signNote = (text: string, signers: ReadonlyArray<SignerKey>, option
   if (signers.length === 0 || signers.length > MAX_SIGNATURES) {
     throw new NoteError("INVALID_SIGNER", `need 1 to ${MAX_SIGNATURES} signers, got ${signers.length}`)
   }
-  const ed25519 = options.ed25519 ?? nodeEd25519
+  const ed25519 = options.ed25519 ?? fastEd25519
   const message = utf8(text)
   let note = `${text}\n`
   for (const signer of signers) {
@@ -121,7 +121,7 @@ export const openNote = (
     known.set(id, [...(known.get(id) ?? []), v])
   }
 
-  const ed25519 = options.ed25519 ?? nodeEd25519
+  const ed25519 = options.ed25519 ?? fastEd25519
   const textBytes = utf8(text)
   const verified: NoteSignature[] = []
   const unverified: NoteSignature[] = []

@@ -1,4 +1,4 @@
-import { contextBytes, type Ed25519, KeyId, keyIdOf, nodeEd25519 } from "@vigil/events"
+import { contextBytes, type Ed25519, fastEd25519, KeyId, keyIdOf } from "@vigil/events"
 import { Schema } from "effect"
 import { BundleContents, bundleContentFields, bundleDigest, loadBundleDir } from "./contents.ts"
 import { type BundleRejection, compileBundle, type PolicyEngine } from "./engine.ts"
@@ -39,7 +39,7 @@ export const packBundle = (policiesDir: string, role: string | null = null): Bun
  * Sign bundle contents with the root key's 32-byte seed. Throws a TypeError when the contents are not
  * schema-valid (a malformed bundle is never signed); compile it first to check the policies themselves.
  */
-export const signBundle = (rootSeed: Uint8Array, contents: BundleContents, ed: Ed25519 = nodeEd25519): SignedBundle => {
+export const signBundle = (rootSeed: Uint8Array, contents: BundleContents, ed: Ed25519 = fastEd25519): SignedBundle => {
   const decoded = decodeContents(contents)
   if (decoded._tag === "Failure") throw new TypeError(`invalid bundle contents: ${decoded.failure.message}`)
   const c = decoded.success
@@ -80,7 +80,7 @@ const refuse = (reason: "bad_signature" | BundleRejection, detail: string, error
  * {@link compileBundle} checks it: Cedar schema and data-class rules (`schema`), policy syntax (`parse`),
  * annotations and validation of every policy against the schema (`validation`).
  */
-export const verifyBundle = (rootPublicKey: Uint8Array, input: unknown, ed: Ed25519 = nodeEd25519): BundleVerdict => {
+export const verifyBundle = (rootPublicKey: Uint8Array, input: unknown, ed: Ed25519 = fastEd25519): BundleVerdict => {
   const decoded = decodeSigned(input)
   if (decoded._tag === "Failure") return refuse("schema", `bundle document: ${decoded.failure.message}`)
   const b = decoded.success

@@ -13,12 +13,13 @@ import {
   publishHealth,
   Signer,
   Trust,
+  Verifier,
 } from "@vigil/bus"
 import {
   type EventType,
+  fastEd25519,
   KEYS_MANIFEST_SUBJECT,
   keyIdOf,
-  nodeEd25519,
   type Service,
   type SigningKey,
 } from "@vigil/events"
@@ -99,7 +100,7 @@ export const loadSigningKey = (
       Effect.provide(KeyStore.layerFile(home.keys)),
       Effect.mapError((e) => fail(`cannot load the ${name} signing key from ${home.keys}: ${e._tag}`, e)),
     )
-    const publicKey = nodeEd25519.publicKey(seed)
+    const publicKey = fastEd25519.publicKey(seed)
     const kid = keyIdOf(publicKey)
     const entry = chain.latest.keys.find((k) => k.kid === kid)
     // A retired key (notAfter set) would start fine and then have every event refused as key_expired.
@@ -128,7 +129,13 @@ export const serviceProgram = <R>(def: ServiceDefinition<R>, home: Home, log: Lo
     })
     const trust = Trust.make(chain)
     const config = BusConfig.layer({ url, user: def.name, nkeySeed: Option.some(Redacted.make(seed)) })
-    const base = Layer.mergeAll(Nats.layer, Signer.layer(key), Layer.succeed(Trust, Trust.of(trust))).pipe(
+    // VIGIL_VERIFY_WORKERS=0 checks signatures on the event loop; unset: one worker per CPU beyond the first.
+    const workers = process.env.VIGIL_VERIFY_WORKERS
+    const verifier =
+      workers === "0"
+        ? Verifier.inline
+        : Verifier.layer(workers === undefined ? {} : { workers: Math.max(1, Number.parseInt(workers, 10) || 1) })
+    const base = Layer.mergeAll(Nats.layer, Signer.layer(key), Layer.succeed(Trust, Trust.of(trust)), verifier).pipe(
       Layer.provideMerge(config),
     )
     const bus = Layer.mergeAll(Publisher.layer, DeadLetters.layer).pipe(Layer.provideMerge(base))

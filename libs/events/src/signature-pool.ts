@@ -1,0 +1,146 @@
+import { availableParallelism } from "node:os"
+import { Worker } from "node:worker_threads"
+import { fast } from "./ed25519.ts"
+
+/** Checks Ed25519 signatures, possibly off the calling thread. Resolves false, never rejects, for a bad signature. */
+export interface SignatureChecker {
+  verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean>
+}
+
+/** The fast implementation on the calling thread: lowest latency, one core. */
+export const inlineChecker: SignatureChecker = {
+  verify: (signature, message, publicKey) => Promise.resolve(fast.verify(signature, message, publicKey)),
+}
+
+export interface SignaturePoolOptions {
+  /** Worker threads; default: one fewer than the CPUs (at least one), so the event loop keeps a core. */
+  readonly workers?: number
+  /** Most signatures sent to a worker in one message. */
+  readonly maxBatch?: number
+}
+
+interface Pending {
+  readonly signature: Uint8Array
+  readonly message: Uint8Array
+  readonly publicKey: Uint8Array
+  readonly resolve: (ok: boolean) => void
+}
+
+interface Slot {
+  readonly worker: Worker
+  /** Batches sent and not yet answered, by id. */
+  readonly inFlight: Map<number, ReadonlyArray<Pending>>
+}
+
+/**
+ * Ed25519 verification (libsodium) on worker threads, in batches. A consumer hands over every signature of a pull
+ * batch within one turn of the event loop; they travel to a worker as one transferred buffer and come back as one
+ * verdict array, so the per-signature cost of crossing threads is a copy of the signed bytes. On a 2-CPU machine
+ * this puts signature checks on the second core while the event loop parses, acks and handles (ADR 0012).
+ *
+ * A lone signature with every worker idle is checked inline: waiting for a thread hop would only add latency.
+ */
+export class SignaturePool implements SignatureChecker {
+  private readonly slots: Slot[]
+  private readonly maxBatch: number
+  private queue: Pending[] = []
+  private scheduled = false
+  private nextId = 0
+  private closed = false
+
+  constructor(options: SignaturePoolOptions = {}) {
+    const n = options.workers ?? Math.max(1, availableParallelism() - 1)
+    this.maxBatch = options.maxBatch ?? 512
+    this.slots = Array.from({ length: n }, () => this.spawn())
+  }
+
+  private spawn(): Slot {
+    const worker = new Worker(new URL("./signature-pool-worker.ts", import.meta.url))
+    // Idle workers must not keep a finished process alive; callers still close() the pool.
+    worker.unref()
+    const slot: Slot = { worker, inFlight: new Map() }
+    worker.on("message", (m: { readonly id: number; readonly verdicts: Uint8Array }) => {
+      const batch = slot.inFlight.get(m.id)
+      if (batch === undefined) return
+      slot.inFlight.delete(m.id)
+      for (let i = 0; i < batch.length; i++) (batch[i] as Pending).resolve(m.verdicts[i] === 1)
+    })
+    // A worker that dies takes no verdict with it: its batches are checked inline and a fresh worker takes its place.
+    const recover = () => {
+      const orphaned = [...slot.inFlight.values()]
+      slot.inFlight.clear()
+      for (const batch of orphaned) for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
+      const i = this.slots.indexOf(slot)
+      if (i >= 0 && !this.closed) this.slots[i] = this.spawn()
+    }
+    worker.on("error", recover)
+    worker.on("exit", recover)
+    return slot
+  }
+
+  get workers(): number {
+    return this.slots.length
+  }
+
+  verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
+    if (signature.length !== 64 || publicKey.length !== 32) return Promise.resolve(false)
+    if (this.closed) return Promise.resolve(fast.verify(signature, message, publicKey))
+    return new Promise((resolve) => {
+      this.queue.push({ signature, message, publicKey, resolve })
+      if (this.queue.length >= this.maxBatch) this.flush()
+      else if (!this.scheduled) {
+        this.scheduled = true
+        setImmediate(() => this.flush())
+      }
+    })
+  }
+
+  private flush(): void {
+    this.scheduled = false
+    const batch = this.queue
+    if (batch.length === 0) return
+    this.queue = []
+    const slot = this.slots.reduce((a, b) => (b.inFlight.size < a.inFlight.size ? b : a))
+    if (batch.length === 1 && slot.inFlight.size === 0) {
+      const p = batch[0] as Pending
+      p.resolve(fast.verify(p.signature, p.message, p.publicKey))
+      return
+    }
+    const id = this.nextId++
+    const buf = pack(batch)
+    slot.inFlight.set(id, batch)
+    slot.worker.postMessage({ id, buf }, [buf])
+  }
+
+  /** Stop the workers; signatures still queued or in flight are checked inline first. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.flush()
+    const slots = this.slots.splice(0)
+    for (const slot of slots) {
+      for (const batch of slot.inFlight.values())
+        for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
+      slot.inFlight.clear()
+    }
+    await Promise.all(slots.map((s) => s.worker.terminate()))
+  }
+}
+
+const pack = (batch: ReadonlyArray<Pending>): ArrayBuffer => {
+  let size = 4 + 4 * batch.length
+  for (const p of batch) size += 96 + p.message.length
+  const buf = new ArrayBuffer(size)
+  const bytes = new Uint8Array(buf)
+  const view = new DataView(buf)
+  view.setUint32(0, batch.length, true)
+  let off = 4 + 4 * batch.length
+  batch.forEach((p, i) => {
+    view.setUint32(4 + 4 * i, p.message.length, true)
+    bytes.set(p.signature, off)
+    bytes.set(p.publicKey, off + 64)
+    bytes.set(p.message, off + 96)
+    off += 96 + p.message.length
+  })
+  return buf
+}
