@@ -5,7 +5,8 @@
  *
  * Measures (1) `engine.decide` on pre-built requests — the engine alone, with and without Cedar checking each
  * request against the schema; (2) `engine.decideIntent` — request
- * building (paths, data classes, entities) plus the decision; (3) for reference, Cedar's stateless `isAuthorized`,
+ * building (paths, data classes, entities) plus the decision, without and with the engine's answer cache (the intents
+ * repeat, so the cached run is all hits); (3) for reference, Cedar's stateless `isAuthorized`,
  * which parses the policy set and schema on every call.
  */
 import { fileURLToPath } from "node:url"
@@ -18,8 +19,10 @@ const dir = process.argv[2] ?? fileURLToPath(new URL("../../../policies", import
 const seconds = Number(process.argv[3] ?? 3)
 
 const contents = loadBundleDir(dir)
-const engine = compileBundleOrThrow(contents)
-const fast = compileBundleOrThrow(contents, { validateRequests: false })
+// Without the answer cache, so every call below reaches Cedar (the intents repeat); the cached engine is measured last.
+const engine = compileBundleOrThrow(contents, { answerCache: 0 })
+const fast = compileBundleOrThrow(contents, { validateRequests: false, answerCache: 0 })
+const cached = compileBundleOrThrow(contents)
 const env: Omit<RequestOptions, "dataClasses"> = {
   grantedFolders: ["/home/ana/Documents"],
   role: "staff",
@@ -65,6 +68,9 @@ measure("engine.decide, validateRequests: false", (i) => {
 })
 measure("engine.decideIntent (build request + decide)", (i) => {
   sink += engine.decideIntent(intents[i % intents.length]!, env).rules.length
+})
+measure("engine.decideIntent, answer cache (repeated intents)", (i) => {
+  sink += cached.decideIntent(intents[i % intents.length]!, env).rules.length
 })
 measure("cedar.isAuthorized (parses policies every call)", (i) => {
   const r = requests[i % requests.length]!

@@ -388,3 +388,50 @@ describe("decisions fit the catalog's decision.made", () => {
     }
   })
 })
+
+describe("the answer cache", () => {
+  const intents: Array<[string, Record<string, unknown>, Partial<RequestOptions>]> = [
+    ["fs.read", { path: "/home/ana/Documents/a.txt" }, {}],
+    ["fs.delete", { path: "/home/ana/Documents/a.txt" }, {}],
+    ["fs.delete", { path: "/home/ana/Documents/a.txt" }, { consent: true }],
+    ["fs.read", { path: "/home/ana/Finance/salaries.xlsx" }, {}],
+    [
+      "net.fetch",
+      { url: "https://docs.example.org/x" },
+      { dlpFindings: [{ detector: "aws-key", kind: "secret", count: 1 }] },
+    ],
+    ["net.fetch", { url: "https://docs.example.org/x" }, {}],
+    ["shell.exec", { cmd: "ls" }, {}],
+  ]
+  const all = (e: ReturnType<typeof compileBundleOrThrow>) =>
+    intents.map(([tool, args, extra]) => e.decideIntent({ tool, args }, { ...ENV, ...extra }))
+
+  it("answers a repeated request exactly as Cedar does, telling apart requests that differ only in context", () => {
+    const plain = compileBundleOrThrow(base, { answerCache: 0 })
+    const cached = compileBundleOrThrow(base)
+    const expected = all(plain)
+    expect(new Set(expected.map((d) => d.effect))).toEqual(new Set(["allow", "ask", "deny"]))
+    expect(all(cached)).toEqual(expected)
+    expect(cached.cacheStats()).toEqual({ hits: 0, calls: intents.length, size: intents.length })
+    expect(all(cached)).toEqual(expected)
+    expect(cached.cacheStats()).toEqual({ hits: intents.length, calls: intents.length, size: intents.length })
+    expect(plain.cacheStats()).toMatchObject({ hits: 0, size: 0 })
+  })
+
+  it("keeps at most its size, dropping the least recently used", () => {
+    const e = compileBundleOrThrow(base, { answerCache: 2 })
+    const [a, b, c] = intents.map(
+      ([tool, args, extra]) =>
+        () =>
+          e.decideIntent({ tool, args }, { ...ENV, ...extra }),
+    )
+    a?.()
+    b?.()
+    a?.() // a is now the most recent: c evicts b
+    c?.()
+    expect(e.cacheStats()).toEqual({ hits: 1, calls: 3, size: 2 })
+    a?.()
+    b?.()
+    expect(e.cacheStats()).toEqual({ hits: 2, calls: 4, size: 2 })
+  })
+})
