@@ -74,8 +74,9 @@ const servicePermissions = (service: Service): Permissions => {
   // The auditor publishes the SIEM feed and checkpoints, reads back its last published checkpoint (direct get) to
   // refuse a rolled-back store, and answers proof requests.
   const audit = service === "auditor" ? [AUDIT_OCSF, AUDIT_CHECKPOINT, ...directGet(STREAM_AUDIT)] : []
-  // The policy service reads the active signed bundle (direct get on its KV stream) and follows announcements.
-  const bundles = service === "policy" ? directGet(`KV_${KV_POLICY}`) : []
+  // The policy service reads the active signed bundle (direct get on its KV stream) and follows announcements, and
+  // at start reads back the grants, revocations and containments its durables will not deliver again (ADR 0013).
+  const bundles = service === "policy" ? [...directGet(`KV_${KV_POLICY}`), ...directGet(STREAM_EVENTS)] : []
   const bundleNews = service === "policy" ? [POLICY_BUNDLE_SUBJECT] : []
   const durables = durablesFor(service).flatMap((d) => durableReadSubjects(d.stream, d.durable))
   return {

@@ -1,10 +1,30 @@
 import { hostname, platform } from "node:os"
-import { type ConsumerHandle, consume, derivedEventId, HandlerError, Nats, Publisher } from "@vigil/bus"
-import { durableName, type Event, type EventData, eventHash, followUp, POLICY_BUNDLE_SUBJECT } from "@vigil/events"
+import {
+  BusConfig,
+  type ConsumerHandle,
+  consume,
+  derivedEventId,
+  HandlerError,
+  Nats,
+  Publisher,
+  Trust,
+} from "@vigil/bus"
+import {
+  durableName,
+  type Event,
+  type EventData,
+  type EventType,
+  eventHash,
+  followUp,
+  POLICY_BUNDLE_SUBJECT,
+  type Rejection,
+  STREAM_EVENTS,
+} from "@vigil/events"
 import type { Decision, RequestOptions } from "@vigil/policy"
 import type { Home, Log } from "@vigil/runtime"
 import { Effect, Fiber } from "effect"
 import { BundleHolder, readStoredBundle } from "./bundles.ts"
+import { readHistory } from "./history.ts"
 
 /** Tools whose arguments leave the device: their decision waits for DLP's findings on the arguments. */
 const EGRESS_TOOLS = new Set(["net.fetch", "model.remote", "plugin.run"])
@@ -102,6 +122,9 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
     const timers = new Map<string, Fiber.Fiber<void, never>>()
     const decided = new Set<string>()
     const grants = new Map<string, Grant>()
+    // Grant and revocation arrive through different durables, so a revocation can be handled before its grant (and
+    // a grant redelivered after a restart can follow its revocation): a revoked grant id never becomes a grant again.
+    const revoked = new Set<string>()
     const contained = new Map<string, string>()
     const forget = (id: string) => {
       intents.delete(id)
@@ -219,19 +242,28 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
         if (intent !== undefined && !decided.has(intent.id)) yield* decideFirst(intent)
       })
 
+    /** The state folds: the same for an event read back at start-up as for one delivered live. */
+    const applyGrant = (e: Event<"consent.granted">) => {
+      const scope = e.data.scope
+      if (scope.kind !== "durable" || revoked.has(e.id)) return
+      const until = scope.until === undefined ? undefined : Date.parse(scope.until)
+      grants.set(e.id, {
+        id: e.id,
+        session: e.session,
+        ...(scope.tool === undefined ? {} : { tool: scope.tool }),
+        ...(scope.pathPrefix === undefined ? {} : { pathPrefix: scope.pathPrefix }),
+        ...(until === undefined || Number.isNaN(until) ? {} : { until }),
+      })
+    }
+    const applyRevocation = (e: Event<"consent.revoked">): boolean => {
+      revoked.add(e.data.grant)
+      return grants.delete(e.data.grant)
+    }
+    const applyContainment = (e: Event<"containment.ordered">) => contained.set(e.data.target, e.data.reason)
+
     const onGranted = (e: Event<"consent.granted">) =>
       Effect.gen(function* () {
-        const scope = e.data.scope
-        if (scope.kind === "durable") {
-          const until = scope.until === undefined ? undefined : Date.parse(scope.until)
-          grants.set(e.id, {
-            id: e.id,
-            session: e.session,
-            ...(scope.tool === undefined ? {} : { tool: scope.tool }),
-            ...(scope.pathPrefix === undefined ? {} : { pathPrefix: scope.pathPrefix }),
-            ...(until === undefined || Number.isNaN(until) ? {} : { until }),
-          })
-        }
+        applyGrant(e)
         const intent = intents.get(e.data.intent)
         if (intent === undefined) {
           log.warn({ consent: e.id, intent: e.data.intent }, "consent for an intent this service is not waiting on")
@@ -246,13 +278,33 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
     const onDenied = (e: Event<"consent.denied">) => Effect.sync(() => forget(e.data.intent))
     const onRevoked = (e: Event<"consent.revoked">) =>
       Effect.sync(() => {
-        if (grants.delete(e.data.grant)) log.info({ grant: e.data.grant }, "grant revoked")
+        if (applyRevocation(e)) log.info({ grant: e.data.grant }, "grant revoked")
       })
     const onContained = (e: Event<"containment.ordered">) =>
       Effect.sync(() => {
-        contained.set(e.data.target, e.data.reason)
+        applyContainment(e)
         log.warn({ session: e.data.target }, "session contained")
       })
+
+    // The durables deliver only what this service has not acked yet, so what earlier runs of it learned (durable
+    // grants, revocations, containments) is read back from the stream before the first intent is decided. Events
+    // read here and delivered again by a durable fold to the same state.
+    const trust = yield* Trust
+    const cfg = yield* BusConfig
+    const history = { keys: trust.resolver, maxEventBytes: cfg.maxEventBytes, maxSkewMs: cfg.duplicateWindowMs }
+    const refused = (seq: number, why: Rejection) =>
+      log.warn({ seq, reason: why.reason }, `ignored a stored event that does not verify: ${why.detail}`)
+    const replay = <T extends EventType>(type: T, apply: (e: Event<T>) => unknown) =>
+      Effect.tryPromise({
+        try: () => readHistory(nc, type, history, (e) => void apply(e), refused),
+        catch: (cause) => new Error(`cannot read ${type} history from ${STREAM_EVENTS}`, { cause }),
+      })
+    const rebuilt = {
+      revocations: yield* replay("consent.revoked", applyRevocation),
+      grants: yield* replay("consent.granted", applyGrant),
+      containments: yield* replay("containment.ordered", applyContainment),
+    }
+    log.info({ ...rebuilt, durableGrants: grants.size }, "policy state rebuilt from the event stream")
 
     const wrap =
       <T extends Event>(f: (e: T) => Effect.Effect<void, HandlerError>) =>
@@ -273,6 +325,11 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
     ]
     return {
       handles,
-      health: () => ({ bundle: bundles.current?.digest ?? null, pending: intents.size, grants: grants.size }),
+      health: () => ({
+        bundle: bundles.current?.digest ?? null,
+        pending: intents.size,
+        grants: grants.size,
+        answers: bundles.current?.cacheStats() ?? null,
+      }),
     }
   })

@@ -1,0 +1,161 @@
+import { jetstream } from "@nats-io/jetstream"
+import type { NatsConnection } from "@nats-io/transport-node"
+import {
+  type Draft,
+  durableName,
+  type Event,
+  type EventType,
+  encodeEvent,
+  eventSubject,
+  type Principal,
+  STREAM_EVENTS,
+  signEvent,
+} from "@vigil/events"
+import {
+  consumerInfo,
+  eventually,
+  type NatsServer,
+  prepareHome,
+  readStream,
+  type ServiceProcess,
+  startNats,
+  startService,
+  type TestHome,
+} from "@vigil/test"
+import { Effect } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { publishBundle, signedBundleFrom } from "../cli/src/policy-bundle.ts"
+
+const GRANTED = "/home/ana/Documents"
+
+describe("policy state survives a restart of the policy service", () => {
+  let server: NatsServer
+  let th: TestHome
+  let policy: ServiceProcess | undefined
+  let admin: NatsConnection
+  const conns = new Map<Principal, NatsConnection>()
+
+  const start = async () => {
+    policy = await startService("policy", th, { env: { VIGIL_GRANTED_FOLDERS: GRANTED } })
+  }
+  const publish = async <T extends EventType>(as: Principal, draft: Draft<T>): Promise<Event<T>> => {
+    let nc = conns.get(as)
+    if (nc === undefined) {
+      nc = await server.connect(as)
+      conns.set(as, nc)
+    }
+    const ev = signEvent(th.keys[as], draft)
+    await jetstream(nc, { checkAPI: false }).publish(eventSubject(ev.session, ev.type), encodeEvent(ev), {
+      msgID: ev.id,
+    })
+    return ev
+  }
+  const decide = async (session: string, tool: "fs.read" | "fs.delete", path: string) => {
+    const i = await publish("inference", {
+      type: "intent.proposed",
+      session,
+      data: { tool, args: { path }, reason: "the user asked", step: 0 },
+    })
+    return eventually(`a decision for ${i.id}`, async () =>
+      (await readStream(admin, STREAM_EVENTS, `vigil.ev.${session}.decision.made`))
+        .map((m) => m.json<Event<"decision.made">>())
+        .find((d) => d.data.intent === i.id),
+    )
+  }
+  const durableGrant = (session: string, ask: Event<"decision.made">, pathPrefix: string) =>
+    publish("gateway", {
+      type: "consent.granted",
+      session,
+      data: { request: ask.id, intent: ask.data.intent, scope: { kind: "durable", tool: "fs.delete", pathPrefix } },
+    })
+  /** Nothing left for the durables to deliver again: what the restarted service knows, it read back itself. */
+  const allAcked = () =>
+    eventually("the policy durables to have acked everything", async () => {
+      for (const t of ["consent.granted", "consent.revoked", "containment.ordered"] as const) {
+        const c = await consumerInfo(admin, STREAM_EVENTS, durableName("policy", t))
+        if (c.num_pending > 0 || c.num_ack_pending > 0) return undefined
+      }
+      return true
+    })
+
+  beforeAll(async () => {
+    server = await startNats({ secure: true })
+    th = await prepareHome(server)
+    admin = await server.connect("admin")
+    await publishBundle(admin, await Effect.runPromise(signedBundleFrom(th.home, null)))
+    await start()
+  }, 60_000)
+  afterAll(async () => {
+    await policy?.stop()
+    for (const nc of conns.values()) await nc.close()
+    await admin?.close()
+    await server?.stop()
+    th?.remove()
+  })
+
+  it("keeps durable grants and honours revocations made before the restart and while it was down", async () => {
+    const session = "restart"
+    // Grant A stays; grant B is revoked before the restart; grant C is revoked while the service is down.
+    const askA = await decide(session, "fs.delete", `${GRANTED}/a/1.txt`)
+    const askB = await decide(session, "fs.delete", `${GRANTED}/b/1.txt`)
+    const askC = await decide(session, "fs.delete", `${GRANTED}/c/1.txt`)
+    expect([askA.data.effect, askB.data.effect, askC.data.effect]).toEqual(["ask", "ask", "ask"])
+    const grantA = await durableGrant(session, askA, `${GRANTED}/a`)
+    const grantB = await durableGrant(session, askB, `${GRANTED}/b`)
+    const grantC = await durableGrant(session, askC, `${GRANTED}/c`)
+    for (const [dir, grant] of [
+      ["a", grantA],
+      ["b", grantB],
+      ["c", grantC],
+    ] as const) {
+      const d = await eventually(`grant ${dir} in force`, async () => {
+        const d = await decide(session, "fs.delete", `${GRANTED}/${dir}/2.txt`)
+        return d.data.effect === "allow" ? d : undefined
+      })
+      expect(d.data.rules).toContain(`grant:${grant.id}`)
+    }
+    await publish("gateway", { type: "consent.revoked", session, data: { grant: grantB.id } })
+    await eventually("grant b revoked", async () => {
+      const d = await decide(session, "fs.delete", `${GRANTED}/b/3.txt`)
+      return d.data.effect === "ask" ? d : undefined
+    })
+    await allAcked()
+
+    await policy?.stop()
+    policy = undefined
+    await publish("gateway", { type: "consent.revoked", session, data: { grant: grantC.id } })
+    await start()
+
+    const a = await decide(session, "fs.delete", `${GRANTED}/a/4.txt`)
+    expect(a.data.effect).toBe("allow")
+    expect(a.data.rules).toContain(`grant:${grantA.id}`)
+    const b = await decide(session, "fs.delete", `${GRANTED}/b/4.txt`)
+    expect(b.data.effect).toBe("ask")
+    expect(b.data.rules.some((r) => r.startsWith("grant:"))).toBe(false)
+    const c = await decide(session, "fs.delete", `${GRANTED}/c/4.txt`)
+    expect(c.data.effect).toBe("ask")
+    // A grant is narrow after a restart too: another session and another folder still ask.
+    expect((await decide("restart-other", "fs.delete", `${GRANTED}/a/5.txt`)).data.effect).toBe("ask")
+    expect((await decide(session, "fs.delete", `${GRANTED}/d/1.txt`)).data.effect).toBe("ask")
+  }, 120_000)
+
+  it("keeps a session contained after a restart", async () => {
+    const session = "restart-contained"
+    expect((await decide(session, "fs.read", `${GRANTED}/notes.txt`)).data.effect).toBe("allow")
+    await publish("ops", {
+      type: "containment.ordered",
+      session,
+      data: { target: session, reason: "incident 42" },
+    })
+    await eventually("the session contained", async () => {
+      const d = await decide(session, "fs.read", `${GRANTED}/notes.txt`)
+      return d.data.effect === "deny" ? d : undefined
+    })
+    await allAcked()
+    await policy?.stop()
+    await start()
+    const d = await decide(session, "fs.read", `${GRANTED}/notes.txt`)
+    expect(d.data.effect).toBe("deny")
+    expect(d.data.rules).toEqual(["containment"])
+  }, 120_000)
+})
