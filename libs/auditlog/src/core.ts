@@ -12,6 +12,8 @@ export interface BatchMeta {
 export interface Incoming {
   readonly event: Event
   readonly streamSeq: number
+  /** `encodeEvent(event)` when the caller has it already (verification computes it); the leaf bytes. */
+  readonly canonical?: Uint8Array
 }
 
 export interface AppendOutcome {
@@ -195,7 +197,7 @@ export class AuditCore {
     const entries: Uint8Array[] = []
     const pending = new Map<string, number>()
     let substantive = this.#lastSubstantive
-    const add = (event: Event, streamSeq: number) => {
+    const add = (event: Event, streamSeq: number, canonical: Uint8Array | undefined) => {
       const known = this.#ids.get(event.id) ?? pending.get(event.id)
       if (known !== undefined) {
         duplicates.push({ event, firstIndex: known, streamSeq })
@@ -204,13 +206,15 @@ export class AuditCore {
       const index = this.log.size + entries.length
       pending.set(event.id, index)
       if (event.type !== CHECKPOINT_EVENT) substantive = index
-      entries.push(encodeEvent(event))
+      entries.push(canonical ?? encodeEvent(event))
       appended.push({ event, index, streamSeq })
     }
     const ahead = new Map<number, Event>(this.#held)
+    const canonicalOf = new Map<number, Uint8Array>()
     for (const item of batch) {
       if (item.streamSeq > this.#lastStreamSeq) {
         ahead.set(item.streamSeq, item.event)
+        if (item.canonical !== undefined) canonicalOf.set(item.streamSeq, item.canonical)
         continue
       }
       const known = this.#ids.get(item.event.id) ?? pending.get(item.event.id)
@@ -221,7 +225,7 @@ export class AuditCore {
       // Below the committed position and not in the log: only possible if an ack floor was wrong. Appended late,
       // out of stream order, rather than dropped.
       late.push(item.streamSeq)
-      add(item.event, item.streamSeq)
+      add(item.event, item.streamSeq, item.canonical)
     }
     let position = this.#lastStreamSeq
     const held = new Map<number, Event>()
@@ -233,7 +237,7 @@ export class AuditCore {
         continue
       }
       position = seq
-      add(event, seq)
+      add(event, seq, canonicalOf.get(seq))
       if (this.#held.has(seq)) released.push([seq, event])
     }
     if (position > this.#lastStreamSeq || entries.length > 0) {

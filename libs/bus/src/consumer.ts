@@ -9,7 +9,7 @@ import {
   verifyEvent,
   verifyEventAsync,
 } from "@vigil/events"
-import { Cause, Duration, Effect, Exit, Fiber, Schedule, type Scope, Stream, Tracer } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope, Stream, Tracer } from "effect"
 import { BusConfig } from "./config.ts"
 import { Nats } from "./connection.ts"
 import { DeadLetters, deadLetterRecord } from "./dlq.ts"
@@ -59,6 +59,8 @@ export interface BatchOptions extends ConsumeOptions {
 export interface Delivered<T extends EventType = EventType> {
   readonly event: Event<T>
   readonly delivery: Delivery
+  /** The event's RFC 8785 canonical bytes (what verification checked; the Merkle-leaf form). */
+  readonly canonical: Uint8Array
 }
 
 export type BatchHandler<R> = (batch: ReadonlyArray<Delivered>) => Effect.Effect<void, HandlerError, R>
@@ -101,6 +103,14 @@ const inTraceOf =
       ...(parent === undefined ? {} : { parent: Tracer.externalSpan(parent) }),
     })
   }
+
+/** A message that verified, with its event and canonical bytes. */
+interface Admitted {
+  readonly m: JsMsg
+  readonly d: Delivery
+  readonly event: Event
+  readonly canonical: Uint8Array
+}
 
 /** What binding a durable gives both consumption styles: verified events in order, and how to settle them. */
 const bindDurable = (opts: ConsumeOptions) =>
@@ -202,22 +212,19 @@ const bindDurable = (opts: ConsumeOptions) =>
       readonly verified: Verified | Rejection
     }
 
-    const check = (m: JsMsg): Effect.Effect<Checked> =>
-      Effect.promise(() => {
-        const d = deliveryOf(m)
-        const manifest = trust.latestVersion()
-        return verifyEventAsync(m.data, verifyOptions(m, d)).then((verified) => ({ m, d, manifest, verified }))
-      })
+    const check = (m: JsMsg): Promise<Checked> => {
+      const d = deliveryOf(m)
+      const manifest = trust.latestVersion()
+      return verifyEventAsync(m.data, verifyOptions(m, d)).then((verified) => ({ m, d, manifest, verified }))
+    }
 
     /** Dead-letter what does not verify; pass on what does. Runs in delivery order. */
-    const admit = (
-      c: Checked,
-    ): Effect.Effect<{ readonly m: JsMsg; readonly d: Delivery; readonly event: Event } | undefined> => {
+    const admit = (c: Checked): Effect.Effect<Admitted | undefined> => {
       const { m, d } = c
       // The verdict depends only on the bytes, the delivery and the manifest. If a newer manifest arrived while this
       // message waited, verify it again now, so every verdict is the one the manifest in force at handling gives.
       const verified = c.manifest === trust.latestVersion() ? c.verified : verifyEvent(m.data, verifyOptions(m, d))
-      if (verified.ok) return Effect.succeed({ m, d, event: verified.event })
+      if (verified.ok) return Effect.succeed({ m, d, event: verified.event, canonical: verified.canonical })
       stats.rejected++
       const { eventId, type } = verified
       return deadLetter(m, d, verified.reason, verified.detail, {
@@ -231,16 +238,52 @@ const bindDurable = (opts: ConsumeOptions) =>
       try: () => consumer.consume({ max_messages: pull }),
       catch: (cause) => new ConsumeError({ durable: opts.durable, cause }),
     })
-    const admitted = Stream.fromAsyncIterable(
-      messages,
-      (cause) => new ConsumeError({ durable: opts.durable, cause }),
-    ).pipe(
-      // Verify up to one pull batch ahead (the client holds those messages already), with the Ed25519 checks on
-      // the Verifier's worker threads. Verification has no side effect: dead-lettering, acks and handler calls happen after
-      // `admit`, which sees the messages in delivery order (`mapEffect` is ordered). Only throughput changes.
-      Stream.mapEffect(check, { concurrency: pull }),
+    // Every message is verified as soon as it arrives (the Ed25519 checks of one arrival burst go to the Verifier's
+    // workers together) and handed on in delivery order once its verdict and all earlier ones are in. Verification
+    // has no side effect: dead-lettering, acks and handler calls happen after `admit`, in delivery order. Plain
+    // promises here, not a fiber per message: this runs for every event of every service. How far it runs ahead is
+    // bounded by the durable's max_ack_pending.
+    const checked = Stream.callback<Checked, ConsumeError>((queue) =>
+      Effect.sync(() => {
+        const slots: Array<{ value: Checked | undefined }> = []
+        let head = 0
+        let outstanding = 0
+        let sourceDone = false
+        const release = () => {
+          while (head < slots.length && (slots[head] as { value: Checked | undefined }).value !== undefined) {
+            Queue.offerUnsafe(queue, (slots[head] as { value: Checked }).value)
+            head++
+          }
+          if (head > 1024 && head * 2 > slots.length) {
+            slots.splice(0, head)
+            head = 0
+          }
+          if (sourceDone && outstanding === 0) Queue.endUnsafe(queue)
+        }
+        const pump = async () => {
+          for await (const m of messages) {
+            const slot: { value: Checked | undefined } = { value: undefined }
+            slots.push(slot)
+            outstanding++
+            check(m).then((c) => {
+              slot.value = c
+              outstanding--
+              release()
+            })
+          }
+        }
+        pump().then(
+          () => {
+            sourceDone = true
+            release()
+          },
+          (cause) => Queue.failCauseUnsafe(queue, Cause.fail(new ConsumeError({ durable: opts.durable, cause }))),
+        )
+      }),
+    )
+    const admitted = checked.pipe(
       Stream.mapEffect(admit),
-      Stream.filter((x): x is { readonly m: JsMsg; readonly d: Delivery; readonly event: Event } => x !== undefined),
+      Stream.filter((x): x is Admitted => x !== undefined),
     )
 
     /**
@@ -286,7 +329,7 @@ export const consume = <T extends EventType, R>(
   Effect.gen(function* () {
     const { stats, admitted, failed, run } = yield* bindDurable(opts)
     const recent = new RecentIds()
-    const process = ({ m, d, event }: { readonly m: JsMsg; readonly d: Delivery; readonly event: Event }) => {
+    const process = ({ m, d, event }: Admitted) => {
       if (recent.has(event.id)) {
         stats.duplicates++
         m.ack()
@@ -318,8 +361,8 @@ export const consumeBatches = <R>(
 ): Effect.Effect<ConsumerHandle, ConsumeError, Nats | Trust | Verifier | BusConfig | DeadLetters | Scope.Scope | R> =>
   Effect.gen(function* () {
     const { stats, admitted, failed, run } = yield* bindDurable(opts)
-    const process = (batch: ReadonlyArray<{ readonly m: JsMsg; readonly d: Delivery; readonly event: Event }>) =>
-      handler(batch.map(({ event, d }) => ({ event, delivery: d }))).pipe(
+    const process = (batch: ReadonlyArray<Admitted>) =>
+      handler(batch.map(({ event, d, canonical }) => ({ event, delivery: d, canonical }))).pipe(
         Effect.exit,
         Effect.flatMap((exit) => {
           if (Exit.isFailure(exit))
@@ -332,6 +375,9 @@ export const consumeBatches = <R>(
     return yield* run(
       admitted.pipe(
         Stream.groupedWithin(opts.maxBatch, Duration.millis(opts.maxWaitMs)),
+        // The next batch is pulled, verified and grouped while the handler commits this one (an fsync, waiting for
+        // the stream's acks): without the buffer, verification stops whenever a handler waits.
+        Stream.buffer({ capacity: 1 }),
         Stream.mapEffect(process),
         Stream.runDrain,
       ),

@@ -90,6 +90,27 @@ export const followUp = <T extends EventType>(
   causation: cause.id,
 })
 
+const SIGNING_PREFIX_BYTES = Buffer.byteLength("vigil/event/v1\n")
+const SOURCE_MEMBER = Buffer.from(',"source":"')
+
+/**
+ * {@link encodeEvent} of a verified event, from the bytes its signature covers: the canonical envelope without
+ * `sig` plus the `sig` member, spliced in where RFC 8785's key order puts it (right before `source`: "session" <
+ * "sig" < "source"), instead of canonicalising the whole event a second time. The last `,"source":"` is the
+ * top-level member: after it come only `time`, `trace`, `type` and `v`, whose schemas admit no such text.
+ * For events that passed the envelope schema only.
+ */
+export const canonicalFromSigning = (signed: Uint8Array, sig: string): Uint8Array => {
+  const body = Buffer.from(
+    signed.buffer,
+    signed.byteOffset + SIGNING_PREFIX_BYTES,
+    signed.length - SIGNING_PREFIX_BYTES,
+  )
+  const at = body.lastIndexOf(SOURCE_MEMBER)
+  if (at < 0) throw new TypeError("signing bytes without a top-level source member")
+  return new Uint8Array(Buffer.concat([body.subarray(0, at), Buffer.from(`,"sig":"${sig}"`), body.subarray(at)]))
+}
+
 /** The wire and Merkle-leaf form of a signed event: its RFC 8785 canonical bytes. */
 export const encodeEvent = (event: Envelope | Event): Uint8Array => canonicalBytes(event)
 

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
-import { typesProducedBy } from "./catalog.ts"
+import { type EventData, typesProducedBy } from "./catalog.ts"
 import { node } from "./ed25519.ts"
 import { type Event, encodeEvent, keyIdOf, type SigningKey, signEvent } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
@@ -97,6 +97,7 @@ const check = (bytes: Uint8Array): Verified | Rejection => {
   if (result.ok) {
     // Only a meaning-preserving mutation may pass: the event re-encodes to one of the seeds' canonical bytes.
     expect(canonicalHex).toContain(Buffer.from(encodeEvent(result.event)).toString("hex"))
+    expect(Buffer.from(result.canonical).equals(Buffer.from(encodeEvent(result.event)))).toBe(true)
   } else {
     expect(REASONS.has(result.reason)).toBe(true)
     expect(typeof result.detail).toBe("string")
@@ -291,6 +292,35 @@ describe("verifyEvent never throws (fuzz)", () => {
         check(applyBytes(m))
       }),
       { numRuns: 6000 },
+    )
+  })
+
+  it("canonical bytes of accepted events: nested sig/source keys and look-alike text, any wire key order", () => {
+    const tricky = fc.oneof(
+      fc.constantFrom(',"source":"', '","sig":"x', "source", "sig", ',"source":"ops"'),
+      fc.string({ maxLength: 20 }),
+    )
+    const argsArb = fc.dictionary(
+      fc.oneof(fc.constantFrom("sig", "source", "session", "v", "type"), fc.string({ maxLength: 8 })),
+      fc.oneof(tricky, fc.jsonValue({ maxDepth: 3 }), fc.dictionary(fc.constantFrom("sig", "source"), tricky)),
+      { maxKeys: 6 },
+    )
+    fc.assert(
+      fc.property(argsArb, tricky, fc.boolean(), (args, reason, shuffle) => {
+        const event = signEvent(inference, {
+          ...base,
+          type: "intent.proposed",
+          id: newEventId(T0_MS),
+          data: { tool: "fs.read", args: args as EventData<"intent.proposed">["args"], reason, step: 1 },
+        })
+        const wire = shuffle
+          ? JSON.stringify(Object.fromEntries(Object.entries(event).reverse()), null, 1)
+          : Buffer.from(encodeEvent(event)).toString()
+        const r = verifyEvent(utf8.encode(wire), opts)
+        if (!r.ok) throw new Error(`${r.reason}: ${r.detail}`)
+        expect(Buffer.from(r.canonical).equals(Buffer.from(encodeEvent(event)))).toBe(true)
+      }),
+      { numRuns: 1500 },
     )
   })
 

@@ -1,7 +1,7 @@
 import { type Result, Schema } from "effect"
 import { CATALOG, type EventType, isEventType } from "./catalog.ts"
 import { type Ed25519, fast } from "./ed25519.ts"
-import { Envelope, type Event, signingBytes } from "./envelope.ts"
+import { canonicalFromSigning, Envelope, type Event, signingBytes } from "./envelope.ts"
 import { inlineChecker, type SignatureChecker } from "./signature-pool.ts"
 import { parseEventSubject } from "./subjects.ts"
 
@@ -87,6 +87,8 @@ export interface Verified<T extends EventType = EventType> {
   readonly ok: true
   readonly event: Event<T>
   readonly key: TrustedKey
+  /** The event's RFC 8785 canonical bytes (`encodeEvent(event)`), the Merkle-leaf form, whatever the wire form was. */
+  readonly canonical: Uint8Array
 }
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
@@ -241,7 +243,12 @@ const checkAfterSignature = (
       return reject("clock_skew", `event time ${event.time} is ${time - opts.receivedAt} ms after it was stored`, obj)
     }
   }
-  return { ok: true, event: { ...event, data: u.data } as Event, key }
+  return {
+    ok: true,
+    event: { ...event, data: u.data } as Event,
+    key,
+    canonical: canonicalFromSigning(u.signed, event.sig),
+  }
 }
 
 /**

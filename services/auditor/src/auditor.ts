@@ -6,7 +6,7 @@ import { AuditCore, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog
 import {
   type ConsumerHandle,
   consumeBatches,
-  type Delivery,
+  type Delivered,
   derivedEventId,
   HandlerError,
   Nats,
@@ -217,9 +217,9 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
      * records and alerts of what was appended, and sign a checkpoint when enough leaves are new. Succeeds once
      * everything is durable, so the batch can be acked.
      */
-    const ingest = (batch: ReadonlyArray<{ readonly event: Event; readonly delivery: Delivery }>) =>
+    const ingest = (batch: ReadonlyArray<Delivered>) =>
       Effect.gen(function* () {
-        const items = batch.map((b) => ({ event: b.event, streamSeq: b.delivery.streamSeq }))
+        const items = batch.map((b) => ({ event: b.event, streamSeq: b.delivery.streamSeq, canonical: b.canonical }))
         // Only a gap (messages missing before others) needs the server's word on what was acked.
         const floor = core.hasGap(items) ? yield* ackFloor : 0
         const outcome = yield* Effect.try({
