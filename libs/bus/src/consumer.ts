@@ -24,6 +24,8 @@ export interface Delivery {
   readonly streamSeq: number
   readonly deliveryCount: number
   readonly storedAt: number
+  /** The event's RFC 8785 canonical bytes, as verified (hash them instead of re-encoding the event). */
+  readonly canonical: Uint8Array
 }
 
 export type Handler<T extends EventType, R> = (
@@ -100,16 +102,20 @@ const inTraceOf =
     const parent = parseTraceparent(event.trace)
     return Effect.withSpan(effect, `vigil.handle ${event.type}`, {
       attributes: { "vigil.event.id": event.id, "vigil.event.type": event.type, "vigil.session": event.session },
+      // The call site is always this line; capturing a stack for it costs more than the rest of the span.
+      captureStackTrace: false,
       ...(parent === undefined ? {} : { parent: Tracer.externalSpan(parent) }),
     })
   }
 
-/** A message that verified, with its event and canonical bytes. */
+/** Where a message is in its stream, before it is known to be a valid event. */
+type Position = Omit<Delivery, "canonical">
+
+/** A message that verified, with its event. */
 interface Admitted {
   readonly m: JsMsg
   readonly d: Delivery
   readonly event: Event
-  readonly canonical: Uint8Array
 }
 
 /** What binding a durable gives both consumption styles: verified events in order, and how to settle them. */
@@ -133,7 +139,7 @@ const bindDurable = (opts: ConsumeOptions) =>
     const maxDeliver = info.config.max_deliver ?? -1
     const stats: ConsumerStats = { handled: 0, rejected: 0, duplicates: 0, failed: 0, deadLettered: 0 }
 
-    const deliveryOf = (m: JsMsg): Delivery => ({
+    const deliveryOf = (m: JsMsg): Position => ({
       subject: m.subject,
       streamSeq: m.info.streamSequence,
       deliveryCount: m.info.deliveryCount,
@@ -147,7 +153,7 @@ const bindDurable = (opts: ConsumeOptions) =>
      */
     const deadLetter = (
       m: JsMsg,
-      d: Delivery,
+      d: Position,
       reason: Parameters<typeof deadLetterRecord>[0]["reason"],
       detail: string,
       ids: { eventId?: string; type?: string },
@@ -185,7 +191,7 @@ const bindDurable = (opts: ConsumeOptions) =>
     }
 
     /** A failed handler: nak with backoff, or dead-letter it on the last delivery JetStream allows. */
-    const failed = (m: JsMsg, d: Delivery, event: Event, cause: Cause.Cause<unknown>) => {
+    const failed = (m: JsMsg, d: Position, event: Event, cause: Cause.Cause<unknown>) => {
       stats.failed++
       const why = Cause.pretty(cause)
       if (maxDeliver > 0 && d.deliveryCount >= maxDeliver) {
@@ -195,7 +201,7 @@ const bindDurable = (opts: ConsumeOptions) =>
       return Effect.logWarning(`handler failed for ${event.type} ${event.id} (delivery ${d.deliveryCount})`, why)
     }
 
-    const verifyOptions = (m: JsMsg, d: Delivery): VerifyOptions => ({
+    const verifyOptions = (m: JsMsg, d: Position): VerifyOptions => ({
       keys: trust.resolver,
       maxBytes: cfg.maxEventBytes,
       subject: m.subject,
@@ -206,7 +212,7 @@ const bindDurable = (opts: ConsumeOptions) =>
 
     interface Checked {
       readonly m: JsMsg
-      readonly d: Delivery
+      readonly d: Position
       /** Manifest version the verdict was reached under. */
       readonly manifest: number
       readonly verified: Verified | Rejection
@@ -224,7 +230,7 @@ const bindDurable = (opts: ConsumeOptions) =>
       // The verdict depends only on the bytes, the delivery and the manifest. If a newer manifest arrived while this
       // message waited, verify it again now, so every verdict is the one the manifest in force at handling gives.
       const verified = c.manifest === trust.latestVersion() ? c.verified : verifyEvent(m.data, verifyOptions(m, d))
-      if (verified.ok) return Effect.succeed({ m, d, event: verified.event, canonical: verified.canonical })
+      if (verified.ok) return Effect.succeed({ m, d: { ...d, canonical: verified.canonical }, event: verified.event })
       stats.rejected++
       const { eventId, type } = verified
       return deadLetter(m, d, verified.reason, verified.detail, {
@@ -362,7 +368,7 @@ export const consumeBatches = <R>(
   Effect.gen(function* () {
     const { stats, admitted, failed, run } = yield* bindDurable(opts)
     const process = (batch: ReadonlyArray<Admitted>) =>
-      handler(batch.map(({ event, d, canonical }) => ({ event, delivery: d, canonical }))).pipe(
+      handler(batch.map(({ event, d }) => ({ event, delivery: d, canonical: d.canonical }))).pipe(
         Effect.exit,
         Effect.flatMap((exit) => {
           if (Exit.isFailure(exit))

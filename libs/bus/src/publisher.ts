@@ -8,7 +8,7 @@ import {
   encodeEvent,
   eventSubject,
   HEADER_TRACEPARENT,
-  signEvent,
+  signEventEncoded,
 } from "@vigil/events"
 import { Context, Duration, Effect, Layer, Schedule } from "effect"
 import { BusConfig } from "./config.ts"
@@ -76,9 +76,11 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
         while: (e: PublishError) => !e.refused,
       }
 
-      const send = <T extends EventType>(event: Event<T>): Effect.Effect<Published<T>, PublishError> => {
+      const send = <T extends EventType>(
+        event: Event<T>,
+        bytes: Uint8Array = encodeEvent(event as Envelope),
+      ): Effect.Effect<Published<T>, PublishError> => {
         const subject = eventSubject(event.session, event.type)
-        const bytes = encodeEvent(event as Envelope)
         const h = natsHeaders()
         if (event.trace !== "") h.set(HEADER_TRACEPARENT, event.trace)
         return Effect.tryPromise({
@@ -106,8 +108,16 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
             )
 
       return Publisher.of({
-        publish: (draft) => withTrace(draft).pipe(Effect.flatMap((d) => Effect.suspend(() => send(signEvent(key, d))))),
-        publishSigned: send,
+        publish: (draft) =>
+          withTrace(draft).pipe(
+            Effect.flatMap((d) =>
+              Effect.suspend(() => {
+                const { event, bytes } = signEventEncoded(key, d)
+                return send(event, bytes)
+              }),
+            ),
+          ),
+        publishSigned: (event) => send(event),
       })
     }),
   )

@@ -150,6 +150,18 @@ describe("noble, node and sodium agree", () => {
     )
   })
 
+  it("that a seed buffer reused for another seed signs with the new one (key caches follow content)", () => {
+    const seed = randomSeed()
+    const message = new Uint8Array([1, 2, 3])
+    for (const impl of IMPLEMENTATIONS) {
+      const first = hex(impl.sign(message, seed))
+      const copy = Uint8Array.from(seed)
+      seed.set(randomSeed())
+      expect(hex(impl.sign(message, seed))).toBe(hex(noble.sign(message, Uint8Array.from(seed))))
+      expect(hex(impl.sign(message, copy))).toBe(first)
+    }
+  })
+
   it("randomSeed gives distinct 32-byte seeds", () => {
     const a = randomSeed()
     const b = randomSeed()

@@ -159,14 +159,26 @@ export const nodeVerifyAsync = (
 // libsodium wants the 64-byte secret key (seed ‖ public key); deriving it costs a scalar multiplication, so the
 // derived keys are cached like node's KeyObjects, in sodium_malloc'd memory (guarded, locked, never swapped).
 const sodiumSecretCache = new Map<string, Uint8Array>()
+// A service signs with the same seed object for its whole life: remember the derived key by object too, and trust
+// that entry only while the object still holds the seed the key was derived from (the key's first 32 bytes), so a
+// seed changed in place still finds its own key. Saves the HMAC on every signature.
+let sodiumSecretBySeed = new WeakMap<Uint8Array, Uint8Array>()
 const sodiumSecretKeyOf = (seed: Uint8Array): Uint8Array => {
   checkLen("seed", seed, 32)
+  const known = sodiumSecretBySeed.get(seed)
+  if (known !== undefined && sodiumNative.sodium_memcmp(known.subarray(0, 32), seed)) return known
+  const sk = sodiumSecretKeyByContent(seed)
+  sodiumSecretBySeed.set(seed, sk)
+  return sk
+}
+const sodiumSecretKeyByContent = (seed: Uint8Array): Uint8Array => {
   const k = createHmac("sha256", cacheMac).update(seed).digest("base64")
   let sk = sodiumSecretCache.get(k)
   if (sk === undefined) {
     if (sodiumSecretCache.size >= CACHE_MAX) {
       for (const old of sodiumSecretCache.values()) sodiumNative.sodium_memzero(old)
       sodiumSecretCache.clear()
+      sodiumSecretBySeed = new WeakMap() // its keys were just wiped
     }
     sk = sodiumNative.sodium_malloc(64)
     sodiumNative.crypto_sign_seed_keypair(new Uint8Array(32), sk, seed)

@@ -59,7 +59,22 @@ export interface Draft<T extends EventType> {
 }
 
 /** Fill in the envelope and sign it. `ed` defaults to the fast path (libsodium). */
-export const signEvent = <T extends EventType>(key: SigningKey, draft: Draft<T>, ed: Ed25519 = fast): Event<T> => {
+export const signEvent = <T extends EventType>(key: SigningKey, draft: Draft<T>, ed: Ed25519 = fast): Event<T> =>
+  signEventEncoded(key, draft, ed).event
+
+const TIME_SHAPE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/u
+const TRACE_SHAPE = /^(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?$/u
+
+/**
+ * {@link signEvent}, also returning the event's canonical bytes (what a publisher sends), computed from the bytes
+ * just signed instead of canonicalising the event a second time. Falls back to {@link encodeEvent} when the draft's
+ * `time` or `trace` is not in its schema's shape, where the splice's premise would not hold.
+ */
+export const signEventEncoded = <T extends EventType>(
+  key: SigningKey,
+  draft: Draft<T>,
+  ed: Ed25519 = fast,
+): { readonly event: Event<T>; readonly bytes: Uint8Array } => {
   const unsigned = {
     v: ENVELOPE_VERSION,
     id: draft.id ?? newEventId(),
@@ -74,8 +89,14 @@ export const signEvent = <T extends EventType>(key: SigningKey, draft: Draft<T>,
     ...(draft.blobs === undefined ? {} : { blobs: draft.blobs }),
     kid: key.kid,
   }
-  const sig = Buffer.from(ed.sign(signingBytes(unsigned), key.seed)).toString("base64url")
-  return { ...unsigned, sig } as unknown as Event<T>
+  const signed = signingBytes(unsigned)
+  const sig = Buffer.from(ed.sign(signed, key.seed)).toString("base64url")
+  const event = { ...unsigned, sig } as unknown as Event<T>
+  const bytes =
+    TIME_SHAPE.test(unsigned.time) && TRACE_SHAPE.test(unsigned.trace)
+      ? canonicalFromSigning(signed, sig)
+      : encodeEvent(event)
+  return { event, bytes }
 }
 
 /** Follow-up event: same session and correlation, causation = the event it answers. */

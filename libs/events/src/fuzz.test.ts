@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
 import { type EventData, typesProducedBy } from "./catalog.ts"
 import { node } from "./ed25519.ts"
-import { type Event, encodeEvent, keyIdOf, type SigningKey, signEvent } from "./envelope.ts"
+import { type Event, encodeEvent, keyIdOf, type SigningKey, signEvent, signEventEncoded } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
 import {
   type KeyResolver,
@@ -307,12 +307,14 @@ describe("verifyEvent never throws (fuzz)", () => {
     )
     fc.assert(
       fc.property(argsArb, tricky, fc.boolean(), (args, reason, shuffle) => {
-        const event = signEvent(inference, {
+        const { event, bytes } = signEventEncoded(inference, {
           ...base,
           type: "intent.proposed",
           id: newEventId(T0_MS),
           data: { tool: "fs.read", args: args as EventData<"intent.proposed">["args"], reason, step: 1 },
         })
+        // What a publisher sends (spliced from the signed bytes) is the canonical form too.
+        expect(Buffer.from(bytes).equals(Buffer.from(encodeEvent(event)))).toBe(true)
         const wire = shuffle
           ? JSON.stringify(Object.fromEntries(Object.entries(event).reverse()), null, 1)
           : Buffer.from(encodeEvent(event)).toString()
@@ -322,6 +324,22 @@ describe("verifyEvent never throws (fuzz)", () => {
       }),
       { numRuns: 1500 },
     )
+  })
+
+  it("signEventEncoded falls back to a full encoding for drafts outside the envelope's shapes", () => {
+    for (const odd of [
+      { time: "yesterday" },
+      { trace: ',"source":"x' },
+      { time: '2025-06-01T12:00:00.000Z,"source":"' },
+    ]) {
+      const { event, bytes } = signEventEncoded(inference, {
+        ...base,
+        ...odd,
+        type: "intent.proposed",
+        data: { tool: "fs.read", args: { source: ',"source":"' }, reason: "r", step: 0 },
+      })
+      expect(Buffer.from(bytes).equals(Buffer.from(encodeEvent(event)))).toBe(true)
+    }
   })
 
   it("field-level mutations of valid signed events: random JSON in place of fields, deleted and added fields", () => {

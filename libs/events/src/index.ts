@@ -30,6 +30,7 @@ export {
   followUp,
   keyIdOf,
   signEvent,
+  signEventEncoded,
   signingBytes,
 } from "./envelope.ts"
 export { EVENT_ID_PATTERN, eventIdTime, newEventId, TOKEN_PATTERN } from "./ids.ts"

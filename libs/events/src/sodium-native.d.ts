@@ -5,4 +5,6 @@ declare module "sodium-native" {
   export function crypto_sign_verify_detached(sig: Uint8Array, m: Uint8Array, pk: Uint8Array): boolean
   export function sodium_malloc(size: number): Buffer
   export function sodium_memzero(buf: Uint8Array): void
+  /** Constant-time comparison of two buffers of the same length. */
+  export function sodium_memcmp(a: Uint8Array, b: Uint8Array): boolean
 }

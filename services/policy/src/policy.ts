@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto"
 import { hostname, platform } from "node:os"
 import {
   BusConfig,
@@ -126,6 +127,8 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
     // a grant redelivered after a restart can follow its revocation): a revoked grant id never becomes a grant again.
     const revoked = new Set<string>()
     const contained = new Map<string, string>()
+    // SHA-256 of each intent's canonical bytes as the consumer verified them (no second canonicalisation).
+    const intentHashes = new WeakMap<Intent, string>()
     const forget = (id: string) => {
       intents.delete(id)
       screened.delete(id)
@@ -168,7 +171,7 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
             type: "decision.made",
             data: {
               intent: intent.id,
-              intentHash: eventHash(intent),
+              intentHash: intentHashes.get(intent) ?? eventHash(intent),
               effect: d.effect,
               rules: [...d.rules],
               explanation: d.explanation.slice(0, 1000),
@@ -315,7 +318,10 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
     const handles: ConsumerHandle[] = [
       // Intents are independent of each other: decide many at once so decision publishes pipeline (a decision's
       // id is derived from its intent, so even a concurrent redelivery is stored once).
-      yield* consume({ durable: durableName("policy", "intent.proposed"), concurrency: 64 }, wrap(onIntent)),
+      yield* consume({ durable: durableName("policy", "intent.proposed"), concurrency: 64 }, (intent: Intent, d) => {
+        intentHashes.set(intent, createHash("sha256").update(d.canonical).digest("hex"))
+        return wrap(onIntent)(intent)
+      }),
       yield* consume({ durable: durableName("policy", "intent.screened") }, wrap(onScreened)),
       yield* consume({ durable: durableName("policy", "consent.requested") }, () => Effect.void),
       yield* consume({ durable: durableName("policy", "consent.granted") }, wrap(onGranted)),
