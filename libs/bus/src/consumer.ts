@@ -251,18 +251,13 @@ const bindDurable = (opts: ConsumeOptions) =>
     // bounded by the durable's max_ack_pending.
     const checked = Stream.callback<Checked, ConsumeError>((queue) =>
       Effect.sync(() => {
+        // In arrival order; a slot leaves (and drops its message) as soon as it and all before it are verified.
         const slots: Array<{ value: Checked | undefined }> = []
-        let head = 0
         let outstanding = 0
         let sourceDone = false
         const release = () => {
-          while (head < slots.length && (slots[head] as { value: Checked | undefined }).value !== undefined) {
-            Queue.offerUnsafe(queue, (slots[head] as { value: Checked }).value)
-            head++
-          }
-          if (head > 1024 && head * 2 > slots.length) {
-            slots.splice(0, head)
-            head = 0
+          while (slots.length > 0 && (slots[0] as { value: Checked | undefined }).value !== undefined) {
+            Queue.offerUnsafe(queue, (slots.shift() as { value: Checked }).value)
           }
           if (sourceDone && outstanding === 0) Queue.endUnsafe(queue)
         }

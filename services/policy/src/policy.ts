@@ -48,6 +48,9 @@ interface Grant {
 
 type Intent = Event<"intent.proposed">
 
+/** How many decided intent ids the service remembers (see `decided`). */
+const DECIDED_MEMORY = 65_536
+
 /** The path an intent acts on, for matching durable grants. */
 const pathOf = (intent: Intent): string | undefined => {
   const p = intent.data.args.path
@@ -121,7 +124,13 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
     const intents = new Map<string, Intent>()
     const screened = new Map<string, EventData<"intent.screened">>()
     const timers = new Map<string, Fiber.Fiber<void, never>>()
+    // Intents decided in this process life, newest last; bounded, since a service runs for months. Forgetting an old
+    // one is safe: a redelivery is decided again under the same derived decision id.
     const decided = new Set<string>()
+    const markDecided = (id: string) => {
+      decided.add(id)
+      if (decided.size > DECIDED_MEMORY) decided.delete(decided.values().next().value as string)
+    }
     const grants = new Map<string, Grant>()
     // Grant and revocation arrive through different durables, so a revocation can be handled before its grant (and
     // a grant redelivered after a restart can follow its revocation): a revoked grant id never becomes a grant again.
@@ -199,7 +208,7 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
           }
         }
         yield* emit(intent, d, derivedEventId(intent.id, "policy"), intent)
-        decided.add(intent.id)
+        markDecided(intent.id)
         const t = timers.get(intent.id)
         if (t !== undefined) yield* Fiber.interrupt(t)
         timers.delete(intent.id)
@@ -225,7 +234,7 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
               return emit(intent, d, derivedEventId(intent.id, "policy"), intent).pipe(
                 Effect.tap(() =>
                   Effect.sync(() => {
-                    decided.add(intent.id)
+                    markDecided(intent.id)
                     forget(intent.id)
                   }),
                 ),
