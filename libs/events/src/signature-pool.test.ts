@@ -51,7 +51,7 @@ describe("SignaturePool", () => {
     expect(verdicts.filter((v) => !v).length).toBeGreaterThan(300)
   })
 
-  it("answers a lone signature inline and wrong lengths with false", async () => {
+  it("answers a few signatures inline and wrong lengths with false", async () => {
     const pool = open({ workers: 1 })
     const [c] = cases(1) as [Case]
     expect(await pool.verify(c.signature, c.message, c.publicKey)).toBe(true)

@@ -63,6 +63,11 @@ export interface ServiceDefinition<R> {
   readonly layer?: Layer.Layer<R, unknown, NatsService | Publisher>
   /** Extra fields for the health report. */
   readonly health?: () => Record<string, unknown>
+  /**
+   * Signature worker threads (`VIGIL_VERIFY_WORKERS` overrides): unset, one per CPU beyond the first; 0 checks
+   * signatures on the event loop, which suits a service bound by latency rather than throughput.
+   */
+  readonly verifyWorkers?: number
 }
 
 const fail = (message: string, cause?: unknown) =>
@@ -129,12 +134,9 @@ export const serviceProgram = <R>(def: ServiceDefinition<R>, home: Home, log: Lo
     })
     const trust = Trust.make(chain)
     const config = BusConfig.layer({ url, user: def.name, nkeySeed: Option.some(Redacted.make(seed)) })
-    // VIGIL_VERIFY_WORKERS=0 checks signatures on the event loop; unset: one worker per CPU beyond the first.
-    const workers = process.env.VIGIL_VERIFY_WORKERS
-    const verifier =
-      workers === "0"
-        ? Verifier.inline
-        : Verifier.layer(workers === undefined ? {} : { workers: Math.max(1, Number.parseInt(workers, 10) || 1) })
+    const fromEnv = process.env.VIGIL_VERIFY_WORKERS
+    const workers = fromEnv === undefined ? def.verifyWorkers : Math.max(0, Number.parseInt(fromEnv, 10) || 0)
+    const verifier = workers === 0 ? Verifier.inline : Verifier.layer(workers === undefined ? {} : { workers })
     const base = Layer.mergeAll(Nats.layer, Signer.layer(key), Layer.succeed(Trust, Trust.of(trust)), verifier).pipe(
       Layer.provideMerge(config),
     )
