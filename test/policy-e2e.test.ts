@@ -166,7 +166,9 @@ describe("policy service on a real bus", () => {
           return mine.length >= n ? mine : undefined
         },
         40_000,
-      )
+      ).catch((e: Error) => {
+        throw new Error(`${e.message}\npolicy service output:\n${policy.output().slice(-4000)}`)
+      })
     // One bad bundle at a time: the bucket keeps only the latest value, so a watcher that falls behind would see
     // just the second of two quick puts.
     await publishBundle(admin, forged as typeof good)

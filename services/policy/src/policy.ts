@@ -95,7 +95,12 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
             details: { reason: why.reason, active: bundles.current?.digest ?? null },
           },
         })
-        .pipe(Effect.ignore)
+        .pipe(
+          Effect.tapError((e) =>
+            Effect.sync(() => log.error({ err: String(e) }, "the alert for a refused policy bundle was not published")),
+          ),
+          Effect.ignore,
+        )
     const offer = (doc: unknown) => {
       const r = bundles.offer(doc)
       if (r.ok) {
