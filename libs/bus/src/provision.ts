@@ -75,7 +75,7 @@ export const provision = (
           deliver_policy: DeliverPolicy.All,
           ack_wait: ms(opts.ackWaitMs ?? CONSUMER_DEFAULTS.ackWaitMs),
           max_deliver: opts.maxDeliver ?? CONSUMER_DEFAULTS.maxDeliver,
-          max_ack_pending: CONSUMER_DEFAULTS.maxAckPending,
+          max_ack_pending: d.maxAckPending ?? CONSUMER_DEFAULTS.maxAckPending,
         }
         const info = await jsm.consumers.info(d.stream, d.durable).catch(() => undefined)
         if (info === undefined) {
@@ -84,7 +84,8 @@ export const provision = (
         } else if (
           info.config.filter_subject !== want.filter_subject ||
           info.config.max_deliver !== want.max_deliver ||
-          info.config.ack_wait !== want.ack_wait
+          info.config.ack_wait !== want.ack_wait ||
+          info.config.max_ack_pending !== want.max_ack_pending
         ) {
           await jsm.consumers.update(d.stream, d.durable, want)
           report.updated.push(name)

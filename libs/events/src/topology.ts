@@ -17,12 +17,29 @@ export interface DurableSpec {
   readonly owner: Service | "siem"
   /** The event types it delivers (every type for the auditor's). */
   readonly types: ReadonlyArray<EventType>
+  /** Unacked messages the server lets the owner hold; absent: the bus default. */
+  readonly maxAckPending?: number
 }
+
+/**
+ * The auditor commits in batches of up to a few thousand events and acks a batch only after its commit: room for
+ * about four batches lets the next ones be delivered and verified while one is committed.
+ */
+export const AUDITOR_MAX_ACK_PENDING = 8_192
 
 /** The durables a service consumes VIGIL_EVENTS through. */
 export const durablesFor = (service: Service): ReadonlyArray<DurableSpec> =>
   service === "auditor"
-    ? [{ stream: STREAM_EVENTS, durable: AUDITOR_DURABLE, filter: EVENTS_ALL, owner: service, types: EVENT_TYPES }]
+    ? [
+        {
+          stream: STREAM_EVENTS,
+          durable: AUDITOR_DURABLE,
+          filter: EVENTS_ALL,
+          owner: service,
+          types: EVENT_TYPES,
+          maxAckPending: AUDITOR_MAX_ACK_PENDING,
+        },
+      ]
     : typesConsumedBy(service).map((type) => ({
         stream: STREAM_EVENTS,
         durable: durableName(service, type),
