@@ -12,7 +12,7 @@ const list = (v: string | undefined) =>
 runService({
   name: "policy",
   // Intents arrive a few at a time and each waits for its decision: signatures are checked inline, where a thread
-  // hop would add latency (measured: p99 at 1k intents/s about halved; docs/benchmarks.md).
+  // hop would add latency (alternating runs at 1k intents/s: p99 lower inline; docs/benchmarks.md, policy notes).
   verifyWorkers: 0,
   custom: ({ home, log }) =>
     runPolicy(
