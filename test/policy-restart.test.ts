@@ -139,6 +139,45 @@ describe("policy state survives a restart of the policy service", () => {
     expect((await decide(session, "fs.delete", `${GRANTED}/d/1.txt`)).data.effect).toBe("ask")
   }, 120_000)
 
+  it("answers a consent for an ask decided before the restart, once", async () => {
+    const session = "restart-ask"
+    const ask = await decide(session, "fs.delete", `${GRANTED}/e/1.txt`)
+    expect(ask.data.effect).toBe("ask")
+    // The intent is acked: the restarted service will not see it again from its durable, only from the stream.
+    await eventually("the intent acked", async () => {
+      const c = await consumerInfo(admin, STREAM_EVENTS, durableName("policy", "intent.proposed"))
+      return c.num_pending === 0 && c.num_ack_pending === 0 ? true : undefined
+    })
+    await policy?.stop()
+    await start()
+    const decisionsFor = async (intent: string) =>
+      (await readStream(admin, STREAM_EVENTS, `vigil.ev.${session}.decision.made`))
+        .map((m) => m.json<Event<"decision.made">>())
+        .filter((d) => d.data.intent === intent)
+    const once = (await publish("gateway", {
+      type: "consent.granted",
+      session,
+      data: { request: ask.id, intent: ask.data.intent, scope: { kind: "once" } },
+    })) as Event<"consent.granted">
+    const final = await eventually("the consented decision", async () =>
+      (await decisionsFor(ask.data.intent)).find((d) => d.data.effect !== "ask"),
+    )
+    expect(final.data.effect).toBe("allow")
+    expect(final.data.rules).toContain(`consent:${once.id}`)
+    expect(final.data.intentHash).toBe(ask.data.intentHash)
+    // A second consent for the same intent (a replayed UI click) finds it decided: no third decision.
+    await publish("gateway", {
+      type: "consent.granted",
+      session,
+      data: { request: ask.id, intent: ask.data.intent, scope: { kind: "once" } },
+    })
+    await eventually("the second consent handled", async () => {
+      const c = await consumerInfo(admin, STREAM_EVENTS, durableName("policy", "consent.granted"))
+      return c.num_pending === 0 && c.num_ack_pending === 0 ? true : undefined
+    })
+    expect((await decisionsFor(ask.data.intent)).map((d) => d.data.effect)).toEqual(["ask", "allow"])
+  }, 120_000)
+
   it("keeps a session contained after a restart", async () => {
     const session = "restart-contained"
     expect((await decide(session, "fs.read", `${GRANTED}/notes.txt`)).data.effect).toBe("allow")

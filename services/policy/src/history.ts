@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import {
   type Event,
   type EventType,
+  eventSubject,
   eventTypeFilter,
   type KeyResolver,
   type Rejection,
@@ -33,9 +34,11 @@ export const readHistory = async <T extends EventType>(
   opts: HistoryOptions,
   each: (event: Event<T>) => void,
   refused: (seq: number, why: Rejection) => void = () => undefined,
+  /** Only this session's events of the type (its own subject), instead of every session's. */
+  session?: string,
 ): Promise<number> => {
   const jsm = await jetstreamManager(nc, { checkAPI: false })
-  const filter = eventTypeFilter(type)
+  const filter = session === undefined ? eventTypeFilter(type) : eventSubject(session, type)
   let seq = 1
   let n = 0
   for (;;) {

@@ -278,12 +278,47 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
     }
     const applyContainment = (e: Event<"containment.ordered">) => contained.set(e.data.target, e.data.reason)
 
+    /**
+     * A consent for an intent this process never saw: the ask may have been decided by an earlier run of the service
+     * (a restart while the user was deciding). The session's stored intent, decisions, denials and DLP findings
+     * tell: the consent is honoured only when the intent's one decision so far is policy's `ask` and the user has not
+     * refused it, so a consent can never produce a second final decision.
+     */
+    const recoverAsk = (consent: Event<"consent.granted">) =>
+      Effect.tryPromise({
+        try: async (): Promise<Intent | undefined> => {
+          const id = consent.data.intent
+          const find = async <T extends EventType>(type: T, pick: (e: Event<T>) => boolean) => {
+            const found: Event<T>[] = []
+            await readHistory(
+              nc,
+              type,
+              history,
+              (e) => (pick(e) ? void found.push(e) : undefined),
+              refused,
+              consent.session,
+            )
+            return found
+          }
+          const [intent] = await find("intent.proposed", (i) => i.id === id)
+          if (intent === undefined) return undefined
+          const decisions = await find("decision.made", (d) => d.data.intent === id)
+          if (decisions.length === 0 || decisions.some((d) => d.data.effect !== "ask")) return undefined
+          if ((await find("consent.denied", (d) => d.data.intent === id)).length > 0) return undefined
+          const findings = (await find("intent.screened", (x) => x.data.intent === id)).at(-1)
+          if (findings !== undefined) screened.set(id, findings.data)
+          return intent
+        },
+        catch: (cause) =>
+          new HandlerError({ message: `cannot read the history of intent ${consent.data.intent}`, cause }),
+      })
+
     const onGranted = (e: Event<"consent.granted">) =>
       Effect.gen(function* () {
         applyGrant(e)
-        const intent = intents.get(e.data.intent)
+        const intent = intents.get(e.data.intent) ?? (yield* recoverAsk(e))
         if (intent === undefined) {
-          log.warn({ consent: e.id, intent: e.data.intent }, "consent for an intent this service is not waiting on")
+          log.warn({ consent: e.id, intent: e.data.intent }, "consent for an intent that has no open ask")
           return
         }
         const d = evaluate(intent, true)
