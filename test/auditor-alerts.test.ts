@@ -1,11 +1,10 @@
 import { join } from "node:path"
-import { jetstream, jetstreamManager } from "@nats-io/jetstream"
+import { jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { provision } from "@vigil/bus"
 import {
   AUDITOR_DURABLE,
   type Event,
-  encodeEvent,
   eventHash,
   eventSubject,
   STREAM_EVENTS,
@@ -17,7 +16,9 @@ import {
   countStored,
   eventually,
   type NatsServer,
+  type Producers,
   prepareHome,
+  producers,
   readStream,
   type ServiceProcess,
   startNats,
@@ -40,6 +41,7 @@ describe("auditor threshold alerts", () => {
   let th: TestHome
   let admin: NatsConnection
   let auditor: ServiceProcess
+  let producer: Producers
   const cleanup: Array<() => Promise<unknown> | unknown> = []
   const env = { VIGIL_CHECKPOINT_MS: "200" }
 
@@ -50,6 +52,8 @@ describe("auditor threshold alerts", () => {
     cleanup.push(() => th.remove())
     admin = await server.connect("admin")
     cleanup.push(() => admin.close())
+    producer = producers(server, th)
+    cleanup.push(() => producer.close())
     auditor = await startService("auditor", th, { env })
     cleanup.push(() => auditor.stop())
   })
@@ -57,19 +61,8 @@ describe("auditor threshold alerts", () => {
     for (const c of cleanup.reverse()) await c()
   })
 
-  const conns = new Map<string, NatsConnection>()
-  const publishAs = async (user: "gateway" | "inference" | "policy", event: Event, msgID = event.id) => {
-    let nc = conns.get(user)
-    if (nc === undefined) {
-      nc = await server.connect(user)
-      conns.set(user, nc)
-      const c = nc
-      cleanup.push(() => c.close())
-    }
-    return jetstream(nc, { checkAPI: false }).publish(eventSubject(event.session, event.type), encodeEvent(event), {
-      msgID,
-    })
-  }
+  const publishAs = (user: "gateway" | "inference" | "policy", event: Event, msgID = event.id) =>
+    producer.publishSigned(user, event, msgID)
 
   /** One net.fetch intent (inference) and the policy's deny of it; returns the decision. */
   const deniedFetch = async (session: string, i: number) => {

@@ -1,20 +1,11 @@
-import { jetstream } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import {
-  type Draft,
-  type Event,
-  type EventType,
-  encodeEvent,
-  eventHash,
-  eventSubject,
-  type Principal,
-  STREAM_EVENTS,
-  signEvent,
-} from "@vigil/events"
+import { type Draft, type Event, type EventType, eventHash, type Principal, STREAM_EVENTS } from "@vigil/events"
 import {
   eventually,
   type NatsServer,
+  type Producers,
   prepareHome,
+  producers,
   readStream,
   type ServiceProcess,
   startNats,
@@ -32,20 +23,9 @@ describe("policy service on a real bus", () => {
   let th: TestHome
   let policy: ServiceProcess
   let admin: NatsConnection
-  const conns = new Map<Principal, NatsConnection>()
-
-  const publish = async <T extends EventType>(as: Principal, draft: Draft<T>): Promise<Event<T>> => {
-    let nc = conns.get(as)
-    if (nc === undefined) {
-      nc = await server.connect(as === "ops" ? "ops" : as)
-      conns.set(as, nc)
-    }
-    const ev = signEvent(th.keys[as], draft)
-    await jetstream(nc, { checkAPI: false }).publish(eventSubject(ev.session, ev.type), encodeEvent(ev), {
-      msgID: ev.id,
-    })
-    return ev
-  }
+  let producer: Producers
+  const publish = <T extends EventType>(as: Principal, draft: Draft<T>): Promise<Event<T>> =>
+    producer.publish(as, draft)
   const intent = (session: string, tool: "fs.read" | "fs.delete", path: string) =>
     publish("inference", {
       type: "intent.proposed",
@@ -65,12 +45,13 @@ describe("policy service on a real bus", () => {
     server = await startNats({ secure: true })
     th = await prepareHome(server)
     admin = await server.connect("admin")
+    producer = producers(server, th)
     await publishBundle(admin, await Effect.runPromise(signedBundleFrom(th.home, null)))
     policy = await startService("policy", th, { env: { VIGIL_GRANTED_FOLDERS: GRANTED, VIGIL_DLP_TIMEOUT_MS: "1000" } })
   }, 60_000)
   afterAll(async () => {
     await policy?.stop()
-    for (const nc of conns.values()) await nc.close()
+    await producer?.close()
     await admin?.close()
     await server?.stop()
     th?.remove()

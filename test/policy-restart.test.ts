@@ -1,21 +1,12 @@
-import { jetstream } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import {
-  type Draft,
-  durableName,
-  type Event,
-  type EventType,
-  encodeEvent,
-  eventSubject,
-  type Principal,
-  STREAM_EVENTS,
-  signEvent,
-} from "@vigil/events"
+import { type Draft, durableName, type Event, type EventType, type Principal, STREAM_EVENTS } from "@vigil/events"
 import {
   consumerInfo,
   eventually,
   type NatsServer,
+  type Producers,
   prepareHome,
+  producers,
   readStream,
   type ServiceProcess,
   startNats,
@@ -33,23 +24,12 @@ describe("policy state survives a restart of the policy service", () => {
   let th: TestHome
   let policy: ServiceProcess | undefined
   let admin: NatsConnection
-  const conns = new Map<Principal, NatsConnection>()
-
+  let producer: Producers
   const start = async () => {
     policy = await startService("policy", th, { env: { VIGIL_GRANTED_FOLDERS: GRANTED } })
   }
-  const publish = async <T extends EventType>(as: Principal, draft: Draft<T>): Promise<Event<T>> => {
-    let nc = conns.get(as)
-    if (nc === undefined) {
-      nc = await server.connect(as)
-      conns.set(as, nc)
-    }
-    const ev = signEvent(th.keys[as], draft)
-    await jetstream(nc, { checkAPI: false }).publish(eventSubject(ev.session, ev.type), encodeEvent(ev), {
-      msgID: ev.id,
-    })
-    return ev
-  }
+  const publish = <T extends EventType>(as: Principal, draft: Draft<T>): Promise<Event<T>> =>
+    producer.publish(as, draft)
   const decide = async (session: string, tool: "fs.read" | "fs.delete", path: string) => {
     const i = await publish("inference", {
       type: "intent.proposed",
@@ -82,12 +62,13 @@ describe("policy state survives a restart of the policy service", () => {
     server = await startNats({ secure: true })
     th = await prepareHome(server)
     admin = await server.connect("admin")
+    producer = producers(server, th)
     await publishBundle(admin, await Effect.runPromise(signedBundleFrom(th.home, null)))
     await start()
   }, 60_000)
   afterAll(async () => {
     await policy?.stop()
-    for (const nc of conns.values()) await nc.close()
+    await producer?.close()
     await admin?.close()
     await server?.stop()
     th?.remove()
