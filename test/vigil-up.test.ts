@@ -113,7 +113,7 @@ describe("vigil up", () => {
     for (const pid of [ready2.natsPid as number, ...ready2.services.map((s) => s.pid)]) expect(isAlive(pid)).toBe(false)
   }, 120_000)
 
-  it("services stop by themselves when the supervisor is killed with SIGKILL", async () => {
+  it("services and the embedded nats-server stop by themselves when the supervisor is killed with SIGKILL", async () => {
     const home = mkdtempSync(join(tmpdir(), "vigil-up-"))
     homes.push(home)
     const run = vigilUp(home, await freePort(), await freePort())
@@ -121,11 +121,14 @@ describe("vigil up", () => {
     run.child.kill("SIGKILL")
     await run.exited
     const pids = ready.services.map((s) => s.pid)
+    expect(ready.natsPid).not.toBeNull()
+    const all = [...pids, ready.natsPid as number]
     const deadline = Date.now() + 15_000
-    while (pids.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+    while (all.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
     for (const pid of pids) expect(isAlive(pid), `service pid ${pid} outlived its supervisor`).toBe(false)
-    // The embedded nats-server cannot watch its parent; stop it by its PID like any leftover server.
-    if (ready.natsPid !== null && isAlive(ready.natsPid)) process.kill(ready.natsPid, "SIGTERM")
+    const natsLeft = isAlive(ready.natsPid as number)
+    if (natsLeft) process.kill(ready.natsPid as number, "SIGTERM")
+    expect(natsLeft, "the embedded nats-server outlived its supervisor").toBe(false)
   }, 60_000)
 
   it("refuses a port held by a server that is not Vigil's bus", async () => {

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -58,6 +59,9 @@ const scopedChild = (make: () => Child, graceMs: number) =>
 
 const tail = (text: string, lines = 15) => text.split("\n").slice(-lines).join("\n")
 
+const hasSetpriv = (): boolean =>
+  process.platform === "linux" && spawnSync("setpriv", ["--help"], { stdio: "ignore" }).status === 0
+
 /**
  * Embedded bus: Vigil's own nats-server with Vigil's users and permissions, on its own loopback port and data dir.
  * A server already answering there is used only if it accepts this home's admin credentials — a plain server on
@@ -96,12 +100,18 @@ const startBus = (opts: UpOptions) =>
     })
     writeFileSync(confPath, conf, { mode: 0o600 })
     let log = ""
+    const server = process.env.VIGIL_NATS_SERVER ?? "nats-server"
+    // nats-server cannot watch its parent the way Vigil's services do. util-linux's setpriv sets the kernel's
+    // parent-death signal and then execs the server (same PID), so a SIGKILLed `vigil up` takes its bus with it
+    // instead of leaving it holding the port and the store. Without setpriv (not Linux) it is started plainly.
+    const launcher = hasSetpriv()
+      ? { command: "setpriv", args: ["--pdeathsig", "TERM", "--", server, "-c", confPath] }
+      : { command: server, args: ["-c", confPath] }
     const child = yield* scopedChild(
       () =>
         spawnChild({
           name: "nats-server",
-          command: process.env.VIGIL_NATS_SERVER ?? "nats-server",
-          args: ["-c", confPath],
+          ...launcher,
           logFile: join(home.logs, "nats.log"),
           onLine: (l) => {
             log += `${l}\n`
