@@ -61,8 +61,6 @@ export interface BatchOptions extends ConsumeOptions {
 export interface Delivered<T extends EventType = EventType> {
   readonly event: Event<T>
   readonly delivery: Delivery
-  /** The event's RFC 8785 canonical bytes (what verification checked; the Merkle-leaf form). */
-  readonly canonical: Uint8Array
 }
 
 export type BatchHandler<R> = (batch: ReadonlyArray<Delivered>) => Effect.Effect<void, HandlerError, R>
@@ -363,7 +361,7 @@ export const consumeBatches = <R>(
   Effect.gen(function* () {
     const { stats, admitted, failed, run } = yield* bindDurable(opts)
     const process = (batch: ReadonlyArray<Admitted>) =>
-      handler(batch.map(({ event, d }) => ({ event, delivery: d, canonical: d.canonical }))).pipe(
+      handler(batch.map(({ event, d }) => ({ event, delivery: d }))).pipe(
         Effect.exit,
         Effect.flatMap((exit) => {
           if (Exit.isFailure(exit))

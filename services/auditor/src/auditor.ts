@@ -219,7 +219,11 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
      */
     const ingest = (batch: ReadonlyArray<Delivered>) =>
       Effect.gen(function* () {
-        const items = batch.map((b) => ({ event: b.event, streamSeq: b.delivery.streamSeq, canonical: b.canonical }))
+        const items = batch.map((b) => ({
+          event: b.event,
+          streamSeq: b.delivery.streamSeq,
+          canonical: b.delivery.canonical,
+        }))
         // Only a gap (messages missing before others) needs the server's word on what was acked.
         const floor = core.hasGap(items) ? yield* ackFloor : 0
         const outcome = yield* Effect.try({
