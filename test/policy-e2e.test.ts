@@ -166,6 +166,12 @@ describe("policy service on a real bus", () => {
     await publishBundle(admin, good)
   })
 
+  it("a service refuses to start with a malformed VIGIL_VERIFY_WORKERS, naming it", async () => {
+    await expect(startService("policy", th, { env: { VIGIL_VERIFY_WORKERS: "two" } })).rejects.toThrow(
+      /VIGIL_VERIFY_WORKERS must be a whole number of threads \(0 = inline\), got \\*"two/,
+    )
+  })
+
   it("fails closed: an egress intent that DLP never screens is denied", async () => {
     const i = await publish("inference", {
       type: "intent.proposed",

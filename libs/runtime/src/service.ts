@@ -135,7 +135,12 @@ export const serviceProgram = <R>(def: ServiceDefinition<R>, home: Home, log: Lo
     const trust = Trust.make(chain)
     const config = BusConfig.layer({ url, user: def.name, nkeySeed: Option.some(Redacted.make(seed)) })
     const fromEnv = process.env.VIGIL_VERIFY_WORKERS
-    const workers = fromEnv === undefined ? def.verifyWorkers : Math.max(0, Number.parseInt(fromEnv, 10) || 0)
+    if (fromEnv !== undefined && !/^\d{1,3}$/u.test(fromEnv)) {
+      return yield* fail(
+        `VIGIL_VERIFY_WORKERS must be a whole number of threads (0 = inline), got ${JSON.stringify(fromEnv)}`,
+      )
+    }
+    const workers = fromEnv === undefined ? def.verifyWorkers : Number(fromEnv)
     const verifier = workers === 0 ? Verifier.inline : Verifier.layer(workers === undefined ? {} : { workers })
     const base = Layer.mergeAll(Nats.layer, Signer.layer(key), Layer.succeed(Trust, Trust.of(trust)), verifier).pipe(
       Layer.provideMerge(config),
