@@ -264,11 +264,15 @@ const bindDurable = (opts: ConsumeOptions) =>
             const slot: { value: Checked | undefined } = { value: undefined }
             slots.push(slot)
             outstanding++
-            check(m).then((c) => {
-              slot.value = c
-              outstanding--
-              release()
-            })
+            check(m).then(
+              (c) => {
+                slot.value = c
+                outstanding--
+                release()
+              },
+              // Verification never rejects by contract; if it ever does, stop visibly instead of stalling here.
+              (cause) => Queue.failCauseUnsafe(queue, Cause.fail(new ConsumeError({ durable: opts.durable, cause }))),
+            )
           }
         }
         pump().then(
