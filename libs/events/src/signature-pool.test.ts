@@ -75,6 +75,21 @@ describe("SignaturePool", () => {
     expect(pool.workers).toBe(1)
   })
 
+  it("stops replacing workers that die before their first answer, and checks inline from then on", async () => {
+    const pool = open({ workers: 1, maxBatch: 50 })
+    const internals = pool as unknown as { slots: { worker: Worker }[] }
+    // Each fresh worker is killed before it can answer anything, as if it could not start on this machine.
+    for (let round = 0; round < 5 && internals.slots.length > 0; round++) {
+      await (internals.slots[0] as { worker: Worker }).worker.terminate()
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(pool.workers).toBe(0)
+    const all = cases(200)
+    expect(await Promise.all(all.map((c) => pool.verify(c.signature, c.message, c.publicKey)))).toEqual(
+      all.map((c) => c.valid),
+    )
+  })
+
   it("answers what is queued when closed, and inline after", async () => {
     const pool = open({ workers: 1 })
     const all = cases(300)

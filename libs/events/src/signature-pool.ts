@@ -35,7 +35,12 @@ interface Slot {
   readonly worker: Worker
   /** Batches sent and not yet answered, by id. */
   readonly inFlight: Map<number, ReadonlyArray<Pending>>
+  /** Whether it ever answered: a worker that dies before its first answer may be unable to start at all. */
+  answered: boolean
 }
+
+/** Workers that die before answering anything, in a row, after which the pool stops replacing them. */
+const MAX_FAILED_STARTS = 3
 
 /**
  * Ed25519 verification (libsodium) on worker threads, in batches. A consumer hands over every signature of a pull
@@ -54,6 +59,7 @@ export class SignaturePool implements SignatureChecker {
   private scheduled = false
   private nextId = 0
   private closed = false
+  private failedStarts = 0
 
   constructor(options: SignaturePoolOptions = {}) {
     const n = options.workers ?? Math.max(1, availableParallelism() - 1)
@@ -66,20 +72,27 @@ export class SignaturePool implements SignatureChecker {
     const worker = new Worker(new URL("./signature-pool-worker.ts", import.meta.url))
     // Idle workers must not keep a finished process alive; callers still close() the pool.
     worker.unref()
-    const slot: Slot = { worker, inFlight: new Map() }
+    const slot: Slot = { worker, inFlight: new Map(), answered: false }
     worker.on("message", (m: { readonly id: number; readonly verdicts: Uint8Array }) => {
+      slot.answered = true
+      this.failedStarts = 0
       const batch = slot.inFlight.get(m.id)
       if (batch === undefined) return
       slot.inFlight.delete(m.id)
       for (let i = 0; i < batch.length; i++) (batch[i] as Pending).resolve(m.verdicts[i] === 1)
     })
-    // A worker that dies takes no verdict with it: its batches are checked inline and a fresh worker takes its place.
+    // A worker that dies takes no verdict with it: its batches are checked inline and a fresh worker takes its place
+    // — unless workers keep dying before their first answer (they cannot start here): then the pool shrinks, down to
+    // checking everything inline, rather than respawning forever.
     const recover = () => {
       const orphaned = [...slot.inFlight.values()]
       slot.inFlight.clear()
       for (const batch of orphaned) for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
       const i = this.slots.indexOf(slot)
-      if (i >= 0 && !this.closed) this.slots[i] = this.spawn()
+      if (i < 0 || this.closed) return
+      if (!slot.answered) this.failedStarts++
+      if (this.failedStarts >= MAX_FAILED_STARTS) this.slots.splice(i, 1)
+      else this.slots[i] = this.spawn()
     }
     worker.on("error", recover)
     worker.on("exit", recover)
@@ -108,7 +121,7 @@ export class SignaturePool implements SignatureChecker {
     const batch = this.queue
     if (batch.length === 0) return
     this.queue = []
-    if (batch.length <= this.inlineMax) {
+    if (batch.length <= this.inlineMax || this.slots.length === 0) {
       for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
       return
     }
