@@ -2,8 +2,8 @@ import { createHash } from "node:crypto"
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { AuditCore, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog"
-import { type Event, eventHash, PRINCIPALS, type Principal, type SigningKey, signEvent } from "@vigil/events"
-import { ensureManifest, KeyStore, signingKeyOf } from "@vigil/keys"
+import { type Event, eventHash, type Principal, type SigningKey, signEvent } from "@vigil/events"
+import { homeSigningKeys } from "@vigil/keys"
 import type { VerifierKey } from "@vigil/note"
 import { ensureHome, type Home, homeAt } from "@vigil/runtime"
 import { Effect } from "effect"
@@ -138,15 +138,7 @@ export const buildSampleHome = async (
   opts: { readonly checkpointEvery?: number; readonly batch?: number } = {},
 ): Promise<{ readonly home: Home; readonly keys: SampleKeys; readonly events: Event[]; readonly logDir: string }> => {
   const home = ensureHome(homeAt(root))
-  const { chain, keys } = await Effect.runPromise(
-    Effect.gen(function* () {
-      const chain = yield* ensureManifest(home.keys)
-      const store = yield* KeyStore
-      const keys = {} as Record<Principal, SigningKey>
-      for (const p of PRINCIPALS) keys[p] = signingKeyOf(p, yield* store.load(p))
-      return { chain, keys }
-    }).pipe(Effect.provide(KeyStore.layerFile(home.keys))),
-  )
+  const { chain, keys } = await Effect.runPromise(homeSigningKeys(home.keys))
   const events = sampleEvents(keys, count, Date.parse(chain.latest.issuedAt) + 1)
   const logDir = join(home.data("auditor"), "log")
   mkdirSync(logDir, { recursive: true })

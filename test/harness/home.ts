@@ -4,15 +4,8 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { provision } from "@vigil/bus"
-import {
-  HEALTH_ALL,
-  KEYS_MANIFEST_SUBJECT,
-  PRINCIPALS,
-  type Principal,
-  type Service,
-  type SigningKey,
-} from "@vigil/events"
-import { ensureManifest, KeyStore, type ManifestChain, signingKeyOf } from "@vigil/keys"
+import { HEALTH_ALL, KEYS_MANIFEST_SUBJECT, type Principal, type Service, type SigningKey } from "@vigil/events"
+import { homeSigningKeys, type ManifestChain } from "@vigil/keys"
 import { ensureHome, type Home, homeAt } from "@vigil/runtime"
 import { Effect } from "effect"
 import type { NatsServer } from "./nats.ts"
@@ -39,15 +32,7 @@ export const prepareHome = async (
   opts: { readonly provision?: boolean } = {},
 ): Promise<TestHome> => {
   const home = ensureHome(homeAt(mkdtempSync(join(tmpdir(), "vigil-home-"))))
-  const { chain, keys } = await Effect.runPromise(
-    Effect.gen(function* () {
-      const chain = yield* ensureManifest(home.keys)
-      const store = yield* KeyStore
-      const keys = {} as Record<Principal, SigningKey>
-      for (const p of PRINCIPALS) keys[p] = signingKeyOf(p, yield* store.load(p))
-      return { chain, keys }
-    }).pipe(Effect.provide(KeyStore.layerFile(home.keys))),
-  )
+  const { chain, keys } = await Effect.runPromise(homeSigningKeys(home.keys))
   for (const [role, cred] of Object.entries(server.creds)) {
     if (cred !== undefined) writeFileSync(join(home.nats, `${role}.nk`), `${cred.seed}\n`, { mode: 0o600 })
   }

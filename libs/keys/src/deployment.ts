@@ -227,3 +227,14 @@ export const ensureManifest = (
       message: `manifest in ${manifestDir(dir)} kept changing under concurrent writers`,
     })
   })
+
+/**
+ * {@link ensureManifest} on a home's key directory, with every principal's signing key as the file keystore there
+ * holds it: what a test or a sample log needs to sign as any principal of that home.
+ */
+export const homeSigningKeys = (dir: string) =>
+  Effect.gen(function* () {
+    const chain = yield* ensureManifest(dir)
+    const { keys } = yield* ensureDeploymentKeys(PRINCIPALS)
+    return { chain, keys }
+  }).pipe(Effect.provide(KeyStore.layerFile(dir)))

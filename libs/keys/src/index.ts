@@ -5,6 +5,7 @@ export {
   DeploymentError,
   ensureDeploymentKeys,
   ensureManifest,
+  homeSigningKeys,
   ROOT_KEY_NAME,
   ROOT_PUBLIC_KEY_FILE,
   readManifestChain,
