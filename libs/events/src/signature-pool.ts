@@ -87,7 +87,7 @@ export class SignaturePool implements SignatureChecker {
     const recover = () => {
       const orphaned = [...slot.inFlight.values()]
       slot.inFlight.clear()
-      for (const batch of orphaned) for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
+      for (const batch of orphaned) checkInline(batch)
       const i = this.slots.indexOf(slot)
       if (i < 0 || this.closed) return
       if (!slot.answered) this.failedStarts++
@@ -122,7 +122,7 @@ export class SignaturePool implements SignatureChecker {
     if (batch.length === 0) return
     this.queue = []
     if (batch.length <= this.inlineMax || this.slots.length === 0) {
-      for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
+      checkInline(batch)
       return
     }
     const slot = this.slots.reduce((a, b) => (b.inFlight.size < a.inFlight.size ? b : a))
@@ -139,12 +139,15 @@ export class SignaturePool implements SignatureChecker {
     this.flush()
     const slots = this.slots.splice(0)
     for (const slot of slots) {
-      for (const batch of slot.inFlight.values())
-        for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
+      for (const batch of slot.inFlight.values()) checkInline(batch)
       slot.inFlight.clear()
     }
     await Promise.all(slots.map((s) => s.worker.terminate()))
   }
+}
+
+const checkInline = (batch: ReadonlyArray<Pending>): void => {
+  for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
 }
 
 const pack = (batch: ReadonlyArray<Pending>): ArrayBuffer => {
