@@ -129,7 +129,9 @@ export const canonicalFromSigning = (signed: Uint8Array, sig: string): Uint8Arra
   )
   const at = body.lastIndexOf(SOURCE_MEMBER)
   if (at < 0) throw new TypeError("signing bytes without a top-level source member")
-  return new Uint8Array(Buffer.concat([body.subarray(0, at), Buffer.from(`,"sig":"${sig}"`), body.subarray(at)]))
+  // A view over the pooled Buffer: copying it into a fresh ArrayBuffer cost more than the splice.
+  const out = Buffer.concat([body.subarray(0, at), Buffer.from(`,"sig":"${sig}"`), body.subarray(at)])
+  return new Uint8Array(out.buffer, out.byteOffset, out.length)
 }
 
 /** The wire and Merkle-leaf form of a signed event: its RFC 8785 canonical bytes. */

@@ -149,7 +149,8 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
       h.set("Vigil-Leaf-Index", String(index))
       // One record per event, however often the event is re-processed.
       h.set("Nats-Msg-Id", `ocsf:${event.id}`)
-      return { subject: ocsfSubject(mapped.subjectClass), data: JSON.stringify(mapped.record), headers: h }
+      // Bytes from Node's buffer pool: given a string, the client would TextEncode it (a fresh ArrayBuffer each).
+      return { subject: ocsfSubject(mapped.subjectClass), data: Buffer.from(JSON.stringify(mapped.record)), headers: h }
     }
     const lookup = (event: Event) => {
       const r = related.lookup(event)
