@@ -1,9 +1,12 @@
-import { jetstream } from "@nats-io/jetstream"
-import { type Event, encodeEvent, eventSubject, signEvent } from "@vigil/events"
+import { spawn } from "node:child_process"
+import { join } from "node:path"
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { type Event, encodeEvent, eventSubject, eventTypeFilter, STREAM_EVENTS, signEvent } from "@vigil/events"
 import { compileBundleOrThrow, packBundle } from "@vigil/policy"
 import { Effect } from "effect"
 import { POLICIES_DIR, publishBundle, signedBundleFrom } from "../../cli/src/policy-bundle.ts"
-import { prepareHome, startNats, startService } from "../harness/index.ts"
+import { type NatsServer, prepareHome, startNats, startService } from "../harness/index.ts"
 import { type Benchmark, type BenchRow, median } from "./lib.ts"
 
 const GRANTED = "/home/ana/Documents"
@@ -26,6 +29,38 @@ const intentAt = (k: number, distinct: boolean): Shape => {
 
 const quantile = (sorted: ReadonlyArray<number>, q: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number
+
+/**
+ * test/bench/echo-consumer.ts as a process on its own durable over `intent.proposed`: the bus path of the policy
+ * service (pull, explicit ack, acked publish of the answer) without its work.
+ */
+const startEcho = async (server: NatsServer, admin: NatsConnection) => {
+  const durable = "bench_echo"
+  const jsm = await jetstreamManager(admin)
+  await jsm.consumers.add(STREAM_EVENTS, {
+    durable_name: durable,
+    filter_subject: eventTypeFilter("intent.proposed"),
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.New,
+    max_ack_pending: 2_048,
+  })
+  const seed = server.creds.admin?.seed ?? ""
+  const child = spawn(process.execPath, [join(import.meta.dirname, "echo-consumer.ts"), server.url, seed, durable], {
+    stdio: ["ignore", "pipe", "inherit"],
+  })
+  const exited = new Promise<void>((r) => child.once("exit", () => r()))
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once("data", () => resolve())
+    child.once("exit", (code) => reject(new Error(`echo consumer exited (${code}) before it was ready`)))
+  })
+  return {
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
+      await exited
+      await jsm.consumers.delete(STREAM_EVENTS, durable).catch(() => undefined)
+    },
+  }
+}
 
 /**
  * Policy decisions: the Cedar engine alone (pre-parsed bundle, realistic requests), and intent → decision latency
@@ -64,10 +99,9 @@ export const policyBench: Benchmark = {
     const th = await prepareHome(server)
     const admin = await server.connect("admin")
     const inference = await server.connect("inference")
-    let policy: Awaited<ReturnType<typeof startService>> | undefined
+    let answering: { stop: () => Promise<unknown> } | undefined
     try {
       await publishBundle(admin, await Effect.runPromise(signedBundleFrom(th.home, null)))
-      policy = await startService("policy", th, { env: { VIGIL_GRANTED_FOLDERS: GRANTED } })
       const sent = new Map<string, number>()
       const latencies: number[] = []
       const sub = admin.subscribe("vigil.ev.*.decision.made", {
@@ -82,22 +116,26 @@ export const policyBench: Benchmark = {
       })
       await admin.flush()
       const js = jetstream(inference, { checkAPI: false })
-      // Warm-up (not measured): the service's first decisions pay for JIT and the wasm engine's first calls.
-      const warm: Promise<unknown>[] = []
-      for (let k = 0; k < 1_000; k++) {
-        const i = INTENTS[k % INTENTS.length] as (typeof INTENTS)[number]
-        const ev = signEvent(th.keys.inference, {
-          type: "intent.proposed",
-          session: "warmup",
-          data: { tool: i.tool, args: { ...i.args }, reason: "bench", step: 0 },
-        })
-        warm.push(js.publish(eventSubject(ev.session, ev.type), encodeEvent(ev), { msgID: ev.id }))
+      const publishIntent = (ev: Event<"intent.proposed">, bytes: Uint8Array) =>
+        js.publish(eventSubject(ev.session, ev.type), bytes, { msgID: ev.id })
+      /** Unmeasured intents of the five shapes: JIT, the wasm engine's first calls, the answer cache. */
+      const warmUp = async (count: number, session: string) => {
+        const warm: Promise<unknown>[] = []
+        for (let k = 0; k < count; k++) {
+          const i = INTENTS[k % INTENTS.length] as (typeof INTENTS)[number]
+          const ev = signEvent(th.keys.inference, {
+            type: "intent.proposed",
+            session,
+            data: { tool: i.tool, args: { ...i.args }, reason: "bench", step: 0 },
+          })
+          warm.push(publishIntent(ev, encodeEvent(ev)))
+        }
+        await Promise.all(warm)
+        await new Promise((r) => setTimeout(r, 3_000))
       }
-      await Promise.all(warm)
-      await new Promise((r) => setTimeout(r, 3_000))
       /**
-       * One load: `warmSeconds` unmeasured, then `seconds` measured, both at the offered rate. Intents are signed
-       * before the timed loop (the inference service signs them, not the policy path), so the loop only publishes.
+       * One load: `runSeconds` at the offered rate. Intents are signed before the timed loop (the inference service
+       * signs them, not the policy path), so the loop only publishes.
        */
       let offset = 0 // distinct paths never repeat across runs (warm-up included), or the answer cache would hit
       const run = async (distinct: boolean, runSeconds: number, session: string) => {
@@ -124,7 +162,7 @@ export const policyBench: Benchmark = {
           if (wait >= 1) await new Promise((r) => setTimeout(r, wait))
           const ev = events[k] as Event<"intent.proposed">
           sent.set(ev.id, performance.now())
-          pending.push(js.publish(eventSubject(ev.session, ev.type), wire[k] as Uint8Array, { msgID: ev.id }))
+          pending.push(publishIntent(ev, wire[k] as Uint8Array))
         }
         await Promise.all(pending)
         const deadline = performance.now() + 30_000
@@ -135,14 +173,14 @@ export const policyBench: Benchmark = {
           sorted: [...latencies].sort((a, b) => a - b),
         }
       }
-      const measure = async (distinct: boolean) => {
+      const measure = async (distinct: boolean, who: string, which: string) => {
         // Same load unmeasured first: JIT, the engine's answer cache and the broker settle into this load's shape.
-        await run(distinct, warmSeconds, distinct ? "warmd" : "warmr")
+        await run(distinct, warmSeconds, `warm-${who}-${distinct ? "d" : "r"}`)
         const results: Array<{ p50: number; p90: number; p99: number; max: number; decided: number; total: number }> =
           []
         for (let r = 0; r < rounds; r++) {
           await new Promise((res) => setTimeout(res, 500))
-          const { total, sorted } = await run(distinct, seconds, `${distinct ? "distinct" : "repeat"}${r}-`)
+          const { total, sorted } = await run(distinct, seconds, `${who}-${distinct ? "distinct" : "repeat"}${r}-`)
           results.push({
             p50: quantile(sorted, 0.5),
             p90: quantile(sorted, 0.9),
@@ -154,23 +192,23 @@ export const policyBench: Benchmark = {
         }
         const med = (f: (x: (typeof results)[number]) => number) => median(results.map(f))
         const per = (f: (x: (typeof results)[number]) => number) => results.map((x) => f(x).toFixed(1)).join(" / ")
-        const which = distinct ? "every intent on its own path" : "5 repeating intent shapes"
         opts.log(
-          `bus (${which}): p50 ${per((x) => x.p50)} ms, p90 ${per((x) => x.p90)} ms, p99 ${per((x) => x.p99)} ms`,
+          `${who} (${which}): p50 ${per((x) => x.p50)} ms, p90 ${per((x) => x.p90)} ms, p99 ${per((x) => x.p99)} ms`,
         )
         const config = `${rate}/s offered for ${seconds} s, ${which}`
         const decided = results.reduce((n, x) => n + x.decided, 0)
         const total = results.reduce((n, x) => n + x.total, 0)
+        const subject = who === "echo" ? "intent → echo answer (bus floor)" : "intent → decision"
         rows.push(
           {
-            name: "intent → decision latency p50",
+            name: `${subject} latency p50`,
             config,
             value: Number(med((x) => x.p50).toFixed(2)),
             unit: "ms",
-            detail: `rounds ${per((x) => x.p50)}; p90 ${per((x) => x.p90)}; ${decided} of ${total} intents decided`,
+            detail: `rounds ${per((x) => x.p50)}; p90 ${per((x) => x.p90)}; ${decided} of ${total} intents answered`,
           },
           {
-            name: "intent → decision latency p99",
+            name: `${subject} latency p99`,
             config,
             value: Number(med((x) => x.p99).toFixed(1)),
             unit: "ms",
@@ -178,13 +216,26 @@ export const policyBench: Benchmark = {
           },
         )
       }
-      await measure(false)
+
+      // The floor: the same load answered by a process that only consumes and publishes, on the same bus path.
+      answering = await startEcho(server, admin)
+      await warmUp(1_000, "warmup-echo")
+      await measure(false, "echo", "echo process, no verification or decision")
+      await answering.stop()
+
+      // VIGIL_BENCH_POLICY_NODE_OPTIONS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") for the service process.
+      const nodeOptions = process.env.VIGIL_BENCH_POLICY_NODE_OPTIONS
+      answering = await startService("policy", th, {
+        env: { VIGIL_GRANTED_FOLDERS: GRANTED, ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) },
+      })
+      await warmUp(1_000, "warmup")
+      await measure(false, "policy", "5 repeating intent shapes")
       await new Promise((r) => setTimeout(r, 1_000))
       // Distinct paths make every request new to the service's answer cache: the cost when Cedar runs every time.
-      await measure(true)
+      await measure(true, "policy", "every intent on its own path")
       sub.unsubscribe()
     } finally {
-      await policy?.stop()
+      await answering?.stop()
       await inference.close()
       await admin.close()
       await server.stop()
@@ -196,6 +247,7 @@ export const policyBench: Benchmark = {
       rows,
       notes: [
         "After 1,000 unmeasured warm-up intents, and before each load the same load for 3 s unmeasured, latency is measured from just before the inference user's JetStream publish of a signed `intent.proposed` (signed before the timed loop, as the inference service would have) to the arrival of the policy service's signed `decision.made` at a subscriber: it includes the broker (file store), the service's verification (schema, signature, manifest), the Cedar decision and the signed publish of the decision. Publisher, subscriber, nats-server and the policy service share the same 2 CPUs. Intents are evenly spaced (one every 1/rate s) and are local file tools (no wait for DLP findings). `VIGIL_BENCH_POLICY_RATE` changes the offered rate.",
+        "Before the policy service starts, the same load is answered by test/bench/echo-consumer.ts (bench durable on `intent.proposed`, pull with explicit ack, acked JetStream publish of an unsigned answer naming the intent, nothing else): the floor this machine's bus path, load generator and measuring subscriber put under any service, measured in the same run.",
         "Two loads, one after the other on the same service: five intent shapes repeating (after warm-up every decision is served from the engine's answer cache, as repeated requests are in real sessions), then the same shapes with a file path no other intent uses (every request new: Cedar runs for each, about 0.3 ms on these machines). The engine row measures Cedar itself, with the answer cache off.",
       ],
       params: {
