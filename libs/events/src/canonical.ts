@@ -32,5 +32,4 @@ export const canonicalBytes = (value: unknown): Uint8Array => utf8(canonicalJson
  * signs. The prefix separates domains, so a signature over one kind of structure (an event, a key manifest) can
  * never be presented as a signature over another.
  */
-export const contextBytes = (context: string, value: unknown): Uint8Array =>
-  utf8(`${context}\n${canonicalJson(value)}`)
+export const contextBytes = (context: string, value: unknown): Uint8Array => utf8(`${context}\n${canonicalJson(value)}`)
