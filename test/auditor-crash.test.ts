@@ -150,11 +150,13 @@ describe("auditor crash safety (kill -9 during a 20,000-event run)", () => {
       async () => {
         const stored = await countStored(admin, STREAM_EVENTS)
         const ci = await consumerInfo(admin, STREAM_EVENTS, "auditor")
-        const r = (await ops.request(PROOF_SUBJECTS.checkpoint, "{}", { timeout: 2_000 })).json<{
-          ok: boolean
-          size: number
-          note: string
-        }>()
+        // A busy auditor (catching up after its last restart, on a loaded machine) may miss one probe's deadline.
+        const reply = await ops.request(PROOF_SUBJECTS.checkpoint, "{}", { timeout: 2_000 }).catch(() => undefined)
+        if (reply === undefined) {
+          previous = ""
+          return undefined
+        }
+        const r = reply.json<{ ok: boolean; size: number; note: string }>()
         const drained = ci.num_pending === 0 && ci.num_ack_pending === 0 && ci.delivered.stream_seq >= stored
         const state = `${stored}/${r.ok ? r.size : 0}`
         const settled = drained && r.ok && state === previous
@@ -163,7 +165,12 @@ describe("auditor crash safety (kill -9 during a 20,000-event run)", () => {
       },
       40_000,
       1_000,
-    )
+    ).catch(async (e: Error) => {
+      const ci = await consumerInfo(admin, STREAM_EVENTS, "auditor")
+      throw new Error(
+        `${e.message}\nconsumer: ${JSON.stringify({ pending: ci.num_pending, ackPending: ci.num_ack_pending, delivered: ci.delivered, ackFloor: ci.ack_floor, redelivered: ci.num_redelivered })}\nlast auditor:\n${auditor.output().slice(-3000)}`,
+      )
+    })
     const finalChecked = openCheckpoint(finalCp.note, verifiers, { origin }).checkpoint
     const finalSize = Number(finalChecked.size)
     expect(finalSize).toBe(finalCp.size)

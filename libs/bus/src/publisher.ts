@@ -8,9 +8,11 @@ import {
   encodeEvent,
   eventSubject,
   HEADER_TRACEPARENT,
+  inboxPrefix,
   signEventEncoded,
 } from "@vigil/events"
 import { Context, Duration, Effect, Layer, Schedule } from "effect"
+import { ackedPublisher, type StreamAck } from "./acked-publish.ts"
 import { BusConfig } from "./config.ts"
 import { Nats } from "./connection.ts"
 import { PublishError } from "./errors.ts"
@@ -56,20 +58,17 @@ export const derivedEventId = (causeId: string, producer: string, index = 0): st
   return causeId.slice(0, 10) + rand
 }
 
-const isPermissionViolation = (e: unknown): boolean => {
-  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = c.cause, depth++) {
-    if (c.name === "PermissionViolationError" || /permissions violation/i.test(c.message)) return true
-  }
-  return false
-}
-
 export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vigil/bus/Publisher") {
   static readonly layer = Layer.effect(
     Publisher,
     Effect.gen(function* () {
-      const { js } = yield* Nats
+      const { nc, user } = yield* Nats
       const { key } = yield* Signer
       const cfg = yield* BusConfig
+      const acked = yield* Effect.acquireRelease(
+        Effect.sync(() => ackedPublisher(nc, inboxPrefix(user), cfg.publishTimeoutMs)),
+        (p) => Effect.sync(() => p.close()),
+      )
       const retry = {
         schedule: Schedule.exponential(Duration.millis(100), 2),
         times: Math.max(0, cfg.publishAttempts - 1),
@@ -82,12 +81,17 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
       ): Effect.Effect<Published<T>, PublishError> => {
         const subject = eventSubject(event.session, event.type)
         const h = natsHeaders()
+        // Event id as Nats-Msg-Id: a retry after a lost ack is de-duplicated by JetStream (NATS-NOTES trap 3).
+        h.set("Nats-Msg-Id", event.id)
         if (event.trace !== "") h.set(HEADER_TRACEPARENT, event.trace)
-        return Effect.tryPromise({
-          // msgID = event id: a retry after a lost ack is de-duplicated by JetStream (NATS-NOTES trap 3).
-          try: () => js.publish(subject, bytes, { msgID: event.id, headers: h, timeout: cfg.publishTimeoutMs }),
-          catch: (cause) =>
-            new PublishError({ subject, eventId: event.id, refused: isPermissionViolation(cause), cause }),
+        return Effect.callback<StreamAck, PublishError>((resume) => {
+          acked.send(subject, bytes, h, (err, ack) =>
+            resume(
+              err === undefined
+                ? Effect.succeed(ack as StreamAck)
+                : Effect.fail(new PublishError({ subject, eventId: event.id, refused: err.refused, cause: err })),
+            ),
+          )
         }).pipe(
           Effect.retry(retry),
           Effect.map((ack) => ({ event, seq: ack.seq, duplicate: ack.duplicate })),

@@ -4,6 +4,7 @@ import { jetstreamManager } from "@nats-io/jetstream"
 import { connect, headers as natsHeaders, nkeyAuthenticator } from "@nats-io/transport-node"
 import { AuditCore, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog"
 import {
+  ackedPublisher,
   type ConsumerHandle,
   consumeBatches,
   type Delivered,
@@ -29,7 +30,7 @@ import type { Log } from "@vigil/runtime"
 import { Data, Effect, Schedule, Semaphore } from "effect"
 import { AlertEngine, type AlertRule, type Firing } from "./alerts.ts"
 import { answer, startProofHttp } from "./proofs.ts"
-import { type OutgoingRecord, recordPublisher } from "./records.ts"
+import { type OutgoingRecord, publishAll } from "./records.ts"
 
 export const PRODUCT_VERSION = "0.1.0"
 
@@ -48,6 +49,9 @@ export interface AuditorSettings {
   /** The query connection (NATS user `prover`, the only one with allow_responses); absent: no NATS proof API. */
   readonly prover?: { readonly url: string; readonly seed: string }
 }
+
+/** How long the stream may take to ack a commit's records before the batch fails (and is redelivered). */
+const RECORD_ACK_TIMEOUT_MS = 10_000
 
 /** Cause ids whose alerts are remembered for re-publishing (only the log's recent tail can come back). */
 const RECENT_FIRINGS = 4_096
@@ -138,8 +142,9 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
       }
     }
 
+    // Its own acked publisher (not the Publisher's): records are sent a commit at a time, with no Effect per record.
     const records = yield* Effect.acquireRelease(
-      Effect.sync(() => recordPublisher(nc, `${inboxPrefix("auditor")}.records.${process.pid}`)),
+      Effect.sync(() => ackedPublisher(nc, inboxPrefix("auditor"), RECORD_ACK_TIMEOUT_MS)),
       (r) => Effect.sync(() => r.close()),
     )
     const ocsfOut = (event: Event, index: number, streamSeq: number): OutgoingRecord => {
@@ -300,7 +305,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
             ),
           )
         }
-        acks.push(records.publishAll(out))
+        acks.push(publishAll(records, out))
         yield* Effect.tryPromise({
           try: () => Promise.all(acks),
           catch: (cause) => new HandlerError({ message: "publishing audit records failed", cause }),
