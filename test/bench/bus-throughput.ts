@@ -10,8 +10,9 @@ import {
   RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream"
-import type { NatsConnection } from "@nats-io/transport-node"
+import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node"
 import {
+  ackedPublisher,
   BusConfig,
   CONSUMER_DEFAULTS,
   ConsumeError,
@@ -517,6 +518,59 @@ const limits = (config: string, s: Series, ed: { sign: number; verify: number })
   )
 }
 
+/**
+ * The acked-publish transport alone: `js.publish` (a request, a timer and two stack-capturing errors per message)
+ * against libs/bus `ackedPublisher` (the Publisher's and the auditor's), same payload, window and Nats-Msg-Id, on one
+ * unsecured server; alternating, best of `rounds` each. Client CPU per message from process.cpuUsage.
+ */
+const transportRows = async (n: number, window: number, rounds: number, log: (s: string) => void) => {
+  const server = await startNats({})
+  const nc = await server.connect()
+  try {
+    const jsm = await jetstreamManager(nc)
+    await jsm.streams.add({ name: "BENCH_TRANSPORT", subjects: ["bench.transport.>"] })
+    const js = jetstream(nc, { checkAPI: false })
+    const acked = ackedPublisher(nc, "_INBOX", 10_000)
+    const payload = new Uint8Array(767).fill(120)
+    const results = { "js.publish": [] as Array<[number, number]>, ackedPublisher: [] as Array<[number, number]> }
+    let run = 0
+    for (let r = 0; r < rounds; r++) {
+      for (const mode of ["js.publish", "ackedPublisher"] as const) {
+        const id = `${++run}-`
+        const c0 = process.cpuUsage()
+        const t0 = performance.now()
+        await windowed(n, window, (i) => {
+          if (mode === "js.publish") return js.publish("bench.transport.x", payload, { msgID: id + i })
+          const h = natsHeaders()
+          h.set("Nats-Msg-Id", id + i)
+          return acked.publish("bench.transport.x", payload, h)
+        })
+        const seconds = (performance.now() - t0) / 1000
+        const cpu = process.cpuUsage(c0)
+        results[mode].push([n / seconds, (cpu.user + cpu.system) / n])
+        log(
+          `  transport ${mode} round ${r + 1}: ${Math.round(n / seconds)} msg/s, ${((cpu.user + cpu.system) / n).toFixed(1)} µs client CPU per message`,
+        )
+      }
+    }
+    acked.close()
+    return (["js.publish", "ackedPublisher"] as const).map((mode): BenchRow => {
+      const rates = results[mode].map(([rate]) => rate)
+      const cpus = results[mode].map(([, c]) => c)
+      return {
+        name: `acked JetStream publish, transport alone: ${mode}`,
+        config: "unsecured, 767-byte payloads with Nats-Msg-Id",
+        value: Math.round(median(rates)),
+        unit: "msg/s",
+        detail: `rounds ${rates.map((x) => Math.round(x).toLocaleString("en-US")).join(" / ")}; client CPU ${cpus.map((x) => x.toFixed(1)).join(" / ")} µs per message`,
+      }
+    })
+  } finally {
+    await nc.close()
+    await server.stop()
+  }
+}
+
 export const busThroughput: Benchmark = {
   id: "bus-throughput",
   title: "Bus throughput: signed publish → verified consume vs raw JetStream",
@@ -531,9 +585,11 @@ export const busThroughput: Benchmark = {
     const crypto = await cryptoRates(keys)
     const unsecured = await runSeries(shape, false, keys, n, rounds, opts.log)
     const secured = opts.quick ? undefined : await runSeries(shape, true, keys, n, rounds, opts.log)
+    const transport = await transportRows(n, shape.window, rounds, opts.log)
     const rows: BenchRow[] = [
       ...seriesRows("unsecured", unsecured),
       ...(secured === undefined ? [] : seriesRows("secured (per-user nkeys + permissions)", secured)),
+      ...transport,
       ...crypto,
     ]
     const rateOf = (name: string) => crypto.find((r) => r.name === name && r.config === IMPL_NAMES.sodium)?.value ?? 0
@@ -543,6 +599,9 @@ export const busThroughput: Benchmark = {
         `100% = one core; "other processes" is the rest of the machine's busy time from /proc/stat, a noise gauge). ` +
         `What limits each side: ${limits("unsecured", unsecured, ed)}` +
         (secured === undefined ? "" : ` ${limits("secured", secured, ed)}`),
+      "The raw rows publish with the client's `js.publish`; the signed rows with the libs/bus Publisher, whose " +
+        "transport is `ackedPublisher` (plain publishes with a reply token under one inbox, one subscription for the " +
+        "acks): the two transport rows compare them alone, so a ratio can be read with or without that difference.",
     ]
     return {
       id: "bus-throughput",

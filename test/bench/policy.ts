@@ -7,7 +7,7 @@ import { compileBundleOrThrow, packBundle } from "@vigil/policy"
 import { Effect } from "effect"
 import { POLICIES_DIR, publishBundle, signedBundleFrom } from "../../cli/src/policy-bundle.ts"
 import { type NatsServer, prepareHome, startNats, startService } from "../harness/index.ts"
-import { type Benchmark, type BenchRow, median } from "./lib.ts"
+import { type Benchmark, type BenchRow, median, procCpuSeconds } from "./lib.ts"
 
 const GRANTED = "/home/ana/Documents"
 const INTENTS = [
@@ -54,6 +54,7 @@ const startEcho = async (server: NatsServer, admin: NatsConnection) => {
     child.once("exit", (code) => reject(new Error(`echo consumer exited (${code}) before it was ready`)))
   })
   return {
+    pid: child.pid as number,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
       await exited
@@ -99,7 +100,7 @@ export const policyBench: Benchmark = {
     const th = await prepareHome(server)
     const admin = await server.connect("admin")
     const inference = await server.connect("inference")
-    let answering: { stop: () => Promise<unknown> } | undefined
+    let answering: { pid: number; stop: () => Promise<unknown> } | undefined
     try {
       await publishBundle(admin, await Effect.runPromise(signedBundleFrom(th.home, null)))
       const sent = new Map<string, number>()
@@ -153,6 +154,12 @@ export const policyBench: Benchmark = {
         const wire = events.map((ev) => encodeEvent(ev))
         sent.clear()
         latencies.length = 0
+        const cpu = () => ({
+          service: procCpuSeconds(`/proc/${answering?.pid ?? 0}/stat`),
+          nats: procCpuSeconds(`/proc/${server.pid}/stat`),
+          bench: process.cpuUsage(),
+        })
+        const cpu0 = cpu()
         const start = performance.now()
         const pending: Promise<unknown>[] = []
         // Offered load: one intent every 1/rate seconds (Poisson-free, evenly spaced), published without waiting.
@@ -167,21 +174,44 @@ export const policyBench: Benchmark = {
         await Promise.all(pending)
         const deadline = performance.now() + 30_000
         while (latencies.length < total && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+        const wall = (performance.now() - start) / 1000
+        const cpu1 = cpu()
+        const bench = process.cpuUsage(cpu0.bench)
         return {
           total,
-          achieved: total / ((performance.now() - start) / 1000),
+          achieved: total / wall,
           sorted: [...latencies].sort((a, b) => a - b),
+          // Shares of one CPU over the round (its tail while the last answers arrive included).
+          serviceCpu: (cpu1.service - cpu0.service) / wall,
+          natsCpu: (cpu1.nats - cpu0.nats) / wall,
+          benchCpu: (bench.user + bench.system) / 1e6 / wall,
         }
       }
       const measure = async (distinct: boolean, who: string, which: string) => {
         // Same load unmeasured first: JIT, the engine's answer cache and the broker settle into this load's shape.
         await run(distinct, warmSeconds, `warm-${who}-${distinct ? "d" : "r"}`)
-        const results: Array<{ p50: number; p90: number; p99: number; max: number; decided: number; total: number }> =
-          []
+        const results: Array<{
+          p50: number
+          p90: number
+          p99: number
+          max: number
+          decided: number
+          total: number
+          serviceCpu: number
+          natsCpu: number
+          benchCpu: number
+        }> = []
         for (let r = 0; r < rounds; r++) {
           await new Promise((res) => setTimeout(res, 500))
-          const { total, sorted } = await run(distinct, seconds, `${who}-${distinct ? "distinct" : "repeat"}${r}-`)
+          const { total, sorted, serviceCpu, natsCpu, benchCpu } = await run(
+            distinct,
+            seconds,
+            `${who}-${distinct ? "distinct" : "repeat"}${r}-`,
+          )
           results.push({
+            serviceCpu,
+            natsCpu,
+            benchCpu,
             p50: quantile(sorted, 0.5),
             p90: quantile(sorted, 0.9),
             p99: quantile(sorted, 0.99),
@@ -192,8 +222,11 @@ export const policyBench: Benchmark = {
         }
         const med = (f: (x: (typeof results)[number]) => number) => median(results.map(f))
         const per = (f: (x: (typeof results)[number]) => number) => results.map((x) => f(x).toFixed(1)).join(" / ")
+        const pct = (f: (x: (typeof results)[number]) => number) => `${Math.round(100 * med(f))}%`
         opts.log(
-          `${who} (${which}): p50 ${per((x) => x.p50)} ms, p90 ${per((x) => x.p90)} ms, p99 ${per((x) => x.p99)} ms`,
+          `${who} (${which}): p50 ${per((x) => x.p50)} ms, p90 ${per((x) => x.p90)} ms, p99 ${per((x) => x.p99)} ms; ` +
+            `CPU ${who} ${per((x) => 100 * x.serviceCpu)}%, nats-server ${per((x) => 100 * x.natsCpu)}%, load generator ` +
+            `${per((x) => 100 * x.benchCpu)}%`,
         )
         const config = `${rate}/s offered for ${seconds} s, ${which}`
         const decided = results.reduce((n, x) => n + x.decided, 0)
@@ -205,7 +238,10 @@ export const policyBench: Benchmark = {
             config,
             value: Number(med((x) => x.p50).toFixed(2)),
             unit: "ms",
-            detail: `rounds ${per((x) => x.p50)}; p90 ${per((x) => x.p90)}; ${decided} of ${total} intents answered`,
+            detail:
+              `rounds ${per((x) => x.p50)}; p90 ${per((x) => x.p90)}; ${decided} of ${total} intents answered; CPU ` +
+              `${who} ${pct((x) => x.serviceCpu)}, nats-server ${pct((x) => x.natsCpu)}, load generator ` +
+              pct((x) => x.benchCpu),
           },
           {
             name: `${subject} latency p99`,
