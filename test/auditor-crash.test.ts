@@ -95,9 +95,15 @@ describe("auditor crash safety (kill -9 during a 20,000-event run)", () => {
     processes.push(auditor)
     cleanup.push(() => auditor.stop())
 
-    // Publisher: N signed events over a few sessions, paced so the kills land while it runs.
+    // Publisher: N signed events over a few sessions, paced so the kills land while it runs; the last events wait
+    // for the last kill, so a slow machine (restarts taking seconds) cannot finish publishing before the kills.
     const published: string[] = []
     let publishing = true
+    let killsDone = () => {}
+    const allKilled = new Promise<void>((resolve) => {
+      killsDone = resolve
+    })
+    const HELD_BACK = 1_000
     const publisher = (async () => {
       const window = 64
       const perSecond = 1_000
@@ -106,6 +112,7 @@ describe("auditor crash safety (kill -9 during a 20,000-event run)", () => {
       const worker = async () => {
         while (next < N) {
           const i = next++
+          if (i >= N - HELD_BACK) await allKilled
           const due = start + (i / perSecond) * 1000
           const wait = due - Date.now()
           if (wait > 0) await sleep(wait)
@@ -134,6 +141,7 @@ describe("auditor crash safety (kill -9 during a 20,000-event run)", () => {
       auditor = await startService("auditor", th, { env: AUDITOR_ENV, readyTimeoutMs: 20_000 })
       processes.push(auditor)
     }
+    killsDone()
     await publisher
     expect(published.length).toBe(N)
     const publishedAt = Date.now()
