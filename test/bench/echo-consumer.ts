@@ -1,9 +1,10 @@
 // The policy benchmark's floor: a process that answers each `intent.proposed` on the same bus path the policy
-// service uses (durable pull consumer, explicit ack, acked JetStream publish of the answer), doing nothing else —
-// no verification, no decision, no signature. `node test/bench/echo-consumer.ts <url> <admin seed> <durable>`;
+// service uses (durable pull consumer, explicit ack, acked JetStream publish of the answer through libs/bus
+// `ackedPublisher`, the Publisher's transport), doing nothing else — no verification, no decision, no signature. `node test/bench/echo-consumer.ts <url> <admin seed> <durable>`;
 // prints "ready" once consuming. Run by test/bench/policy.ts only.
 import { jetstream } from "@nats-io/jetstream"
-import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
+import { connect, headers, nkeyAuthenticator } from "@nats-io/transport-node"
+import { ackedPublisher } from "@vigil/bus"
 import { inboxPrefix, STREAM_EVENTS } from "@vigil/events"
 
 const [url, seed, durable] = process.argv.slice(2)
@@ -17,6 +18,7 @@ const nc = await connect({
   authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)),
 })
 const js = jetstream(nc, { checkAPI: false })
+const acked = ackedPublisher(nc, inboxPrefix("admin"), 5_000)
 const consumer = await js.consumers.get(STREAM_EVENTS, durable)
 const messages = await consumer.consume({ max_messages: 256 })
 process.once("SIGTERM", () => {
@@ -27,10 +29,9 @@ for await (const m of messages) {
   // The intent's id is its Nats-Msg-Id: the answer names it without parsing the event.
   const id = m.headers?.get("Nats-Msg-Id") ?? ""
   const session = m.subject.split(".")[2] ?? "echo"
-  void js
-    .publish(`vigil.ev.${session}.decision.made`, JSON.stringify({ data: { intent: id } }), { msgID: `echo:${id}` })
-    .then(
-      () => m.ack(),
-      () => m.nak(),
-    )
+  const h = headers()
+  h.set("Nats-Msg-Id", `echo:${id}`)
+  acked.send(`vigil.ev.${session}.decision.made`, Buffer.from(JSON.stringify({ data: { intent: id } })), h, (err) =>
+    err === undefined ? m.ack() : m.nak(),
+  )
 }

@@ -1,8 +1,17 @@
 import { spawn } from "node:child_process"
 import { join } from "node:path"
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
-import type { NatsConnection } from "@nats-io/transport-node"
-import { type Event, encodeEvent, eventSubject, eventTypeFilter, STREAM_EVENTS, signEvent } from "@vigil/events"
+import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream"
+import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node"
+import { ackedPublisher } from "@vigil/bus"
+import {
+  type Event,
+  encodeEvent,
+  eventSubject,
+  eventTypeFilter,
+  inboxPrefix,
+  STREAM_EVENTS,
+  signEvent,
+} from "@vigil/events"
 import { compileBundleOrThrow, packBundle } from "@vigil/policy"
 import { Effect } from "effect"
 import { POLICIES_DIR, publishBundle, signedBundleFrom } from "../../cli/src/policy-bundle.ts"
@@ -116,9 +125,13 @@ export const policyBench: Benchmark = {
         },
       })
       await admin.flush()
-      const js = jetstream(inference, { checkAPI: false })
-      const publishIntent = (ev: Event<"intent.proposed">, bytes: Uint8Array) =>
-        js.publish(eventSubject(ev.session, ev.type), bytes, { msgID: ev.id })
+      // The inference service's transport (the libs/bus Publisher's), so the load generator costs what it would.
+      const intents = ackedPublisher(inference, inboxPrefix("inference"), 10_000)
+      const publishIntent = (ev: Event<"intent.proposed">, bytes: Uint8Array) => {
+        const h = natsHeaders()
+        h.set("Nats-Msg-Id", ev.id)
+        return intents.publish(eventSubject(ev.session, ev.type), bytes, h)
+      }
       /** Unmeasured intents of the five shapes: JIT, the wasm engine's first calls, the answer cache. */
       const warmUp = async (count: number, session: string) => {
         const warm: Promise<unknown>[] = []
@@ -270,6 +283,7 @@ export const policyBench: Benchmark = {
       // Distinct paths make every request new to the service's answer cache: the cost when Cedar runs every time.
       await measure(true, "policy", "every intent on its own path")
       sub.unsubscribe()
+      intents.close()
     } finally {
       await answering?.stop()
       await inference.close()
@@ -282,7 +296,7 @@ export const policyBench: Benchmark = {
       title: "Policy: engine decisions/s and intent → decision latency over the bus",
       rows,
       notes: [
-        "After 1,000 unmeasured warm-up intents, and before each load the same load for 3 s unmeasured, latency is measured from just before the inference user's JetStream publish of a signed `intent.proposed` (signed before the timed loop, as the inference service would have) to the arrival of the policy service's signed `decision.made` at a subscriber: it includes the broker (file store), the service's verification (schema, signature, manifest), the Cedar decision and the signed publish of the decision. Publisher, subscriber, nats-server and the policy service share the same 2 CPUs. Intents are evenly spaced (one every 1/rate s) and are local file tools (no wait for DLP findings). `VIGIL_BENCH_POLICY_RATE` changes the offered rate.",
+        "After 1,000 unmeasured warm-up intents, and before each load the same load for 3 s unmeasured, latency is measured from just before the inference user's JetStream publish of a signed `intent.proposed` (signed before the timed loop, as the inference service would have; published with libs/bus `ackedPublisher`, the inference service's Publisher transport) to the arrival of the policy service's signed `decision.made` at a subscriber: it includes the broker (file store), the service's verification (schema, signature, manifest), the Cedar decision and the signed publish of the decision. Publisher, subscriber, nats-server and the policy service share the same 2 CPUs. Intents are evenly spaced (one every 1/rate s) and are local file tools (no wait for DLP findings). `VIGIL_BENCH_POLICY_RATE` changes the offered rate.",
         "Before the policy service starts, the same load is answered by test/bench/echo-consumer.ts (bench durable on `intent.proposed`, pull with explicit ack, acked JetStream publish of an unsigned answer naming the intent, nothing else): the floor this machine's bus path, load generator and measuring subscriber put under any service, measured in the same run.",
         "Two loads, one after the other on the same service: five intent shapes repeating (after warm-up every decision is served from the engine's answer cache, as repeated requests are in real sessions), then the same shapes with a file path no other intent uses (every request new: Cedar runs for each, about 0.3 ms on these machines). The engine row measures Cedar itself, with the answer cache off.",
       ],
