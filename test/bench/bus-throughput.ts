@@ -34,6 +34,7 @@ import {
   encodeEvent,
   eventSubject,
   eventTypeFilter,
+  inboxPrefix,
   keyIdOf,
   nobleEd25519,
   nodeEd25519,
@@ -177,7 +178,7 @@ const windowed = async (n: number, window: number, task: (i: number) => Promise<
 }
 
 interface Round {
-  readonly mode: "raw" | "signed"
+  readonly mode: "raw" | "raw-acked" | "signed"
   readonly seconds: number
   readonly rate: number
   readonly cpu: CpuShare
@@ -195,7 +196,11 @@ interface Ctx {
   readonly payload: Uint8Array
 }
 
-const rawRound = async (ctx: Ctx, round: number): Promise<Round> => {
+/**
+ * Raw payloads of the signed event's size, published with the client's `js.publish` or (`acked`) with libs/bus
+ * `ackedPublisher`, the transport the signed rounds' Publisher uses; consumed and acked by a plain pull consumer.
+ */
+const rawRound = async (ctx: Ctx, round: number, transport: "js" | "acked" = "js"): Promise<Round> => {
   await resetStream(ctx.jsm)
   const pubNc = await ctx.server.connect(PRODUCER)
   const subNc = await ctx.server.connect(CONSUMER)
@@ -212,15 +217,25 @@ const rawRound = async (ctx: Ctx, round: number): Promise<Round> => {
     })()
     const meter = cpuMeter(ctx.server.pid)
     const t0 = performance.now()
-    const prefix = `raw-${round}-`
-    await windowed(ctx.n, ctx.window, (i) => js.publish(SUBJECT, ctx.payload, { msgID: `${prefix}${i}` }))
+    const prefix = `raw-${transport}-${round}-`
+    if (transport === "js") {
+      await windowed(ctx.n, ctx.window, (i) => js.publish(SUBJECT, ctx.payload, { msgID: `${prefix}${i}` }))
+    } else {
+      const acked = ackedPublisher(pubNc, inboxPrefix(PRODUCER), 10_000)
+      await windowed(ctx.n, ctx.window, (i) => {
+        const h = natsHeaders()
+        h.set("Nats-Msg-Id", `${prefix}${i}`)
+        return acked.publish(SUBJECT, ctx.payload, h)
+      })
+      acked.close()
+    }
     await done
     await subNc.flush()
     const seconds = (performance.now() - t0) / 1000
     const cpu = meter.stop()
     await messages.close()
     if (consumed !== ctx.n) throw new Error(`raw round consumed ${consumed} of ${ctx.n}`)
-    return { mode: "raw", seconds, rate: ctx.n / seconds, cpu }
+    return { mode: transport === "js" ? "raw" : "raw-acked", seconds, rate: ctx.n / seconds, cpu }
   } finally {
     await pubNc.close()
     await subNc.close()
@@ -407,6 +422,7 @@ const cryptoRates = async (keys: Keys): Promise<BenchRow[]> => {
 
 interface Series {
   readonly raw: ReadonlyArray<Round>
+  readonly rawAcked: ReadonlyArray<Round>
   readonly signed: ReadonlyArray<Round>
 }
 
@@ -421,6 +437,7 @@ const runSeries = async (
   const server = await startNats({ secure })
   const admin = await server.connect("admin")
   const raw: Round[] = []
+  const rawAcked: Round[] = []
   const signed: Round[] = []
   try {
     const jsm = await jetstreamManager(admin)
@@ -430,11 +447,12 @@ const runSeries = async (
     // Warm-up (JIT, connections, file store), not measured.
     const warm = { ...ctx, n: Math.min(n, 2_000) }
     await rawRound(warm, -1)
+    await rawRound(warm, -1, "acked")
     await signedRound(warm)
     const label = secure ? "secured" : "unsecured"
     const show = (r: Round, i: number) =>
       log(
-        `  ${label} ${r.mode.padEnd(6)} round ${i + 1}: ${Math.round(r.rate).toLocaleString("en-US")} msg/s ` +
+        `  ${label} ${r.mode.padEnd(9)} round ${i + 1}: ${Math.round(r.rate).toLocaleString("en-US")} msg/s ` +
           `(${r.seconds.toFixed(2)} s; CPU nats-server ${pct(r.cpu.nats)}, node ${pct(r.cpu.node)}, ` +
           `event loop ${pct(r.cpu.nodeMain)} + ${pct(r.cpu.nodeMainWait)} waiting for a CPU)`,
       )
@@ -442,6 +460,9 @@ const runSeries = async (
       const r = await rawRound(ctx, i)
       show(r, i)
       raw.push(r)
+      const a = await rawRound(ctx, i, "acked")
+      show(a, i)
+      rawAcked.push(a)
       const s = await signedRound(ctx)
       show(s, i)
       signed.push(s)
@@ -450,7 +471,7 @@ const runSeries = async (
     await admin.close().catch(() => undefined)
     await server.stop()
   }
-  return { raw, signed }
+  return { raw, rawAcked, signed }
 }
 
 const med = (rs: ReadonlyArray<Round>, f: (c: CpuShare) => number): number => median(rs.map((r) => f(r.cpu)))
@@ -461,6 +482,7 @@ const cpuDetail = (rs: ReadonlyArray<Round>): string =>
 
 const seriesRows = (config: string, s: Series): BenchRow[] => {
   const raw = median(s.raw.map((r) => r.rate))
+  const rawAcked = median(s.rawAcked.map((r) => r.rate))
   const signed = median(s.signed.map((r) => r.rate))
   const spread = (rs: ReadonlyArray<Round>) =>
     `rounds ${rs.map((r) => Math.round(r.rate).toLocaleString("en-US")).join(" / ")}`
@@ -485,6 +507,20 @@ const seriesRows = (config: string, s: Series): BenchRow[] => {
       value: signed / raw,
       unit: "×",
       detail: `per round ${s.signed.map((r, i) => (r.rate / (s.raw[i] as Round).rate).toFixed(2)).join(" / ")}`,
+    },
+    {
+      name: "raw publish with the Publisher's transport (ackedPublisher) → consume",
+      config,
+      value: rawAcked,
+      unit: "msg/s",
+      detail: `${spread(s.rawAcked)}; ${cpuDetail(s.rawAcked)}`,
+    },
+    {
+      name: "ratio signed / raw, same publish transport",
+      config,
+      value: signed / rawAcked,
+      unit: "×",
+      detail: `per round ${s.signed.map((r, i) => (r.rate / (s.rawAcked[i] as Round).rate).toFixed(2)).join(" / ")}`,
     },
   ]
 }
@@ -580,7 +616,9 @@ export const busThroughput: Benchmark = {
     const rounds = opts.rounds ?? DEFAULT_ROUNDS
     const keys = makeKeys()
     const eventBytes = encodeEvent(signEvent(keys.producer, draftFor(0))).length
-    opts.log(`bus-throughput: N = ${n} per round, ${rounds} raw + ${rounds} signed rounds, ${eventBytes}-byte events`)
+    opts.log(
+      `bus-throughput: N = ${n} per round, ${rounds} × (raw, raw with ackedPublisher, signed) rounds, ${eventBytes}-byte events`,
+    )
     opts.log("  in-process sign/verify rates…")
     const crypto = await cryptoRates(keys)
     const unsecured = await runSeries(shape, false, keys, n, rounds, opts.log)
@@ -601,7 +639,8 @@ export const busThroughput: Benchmark = {
         (secured === undefined ? "" : ` ${limits("secured", secured, ed)}`),
       "The raw rows publish with the client's `js.publish`; the signed rows with the libs/bus Publisher, whose " +
         "transport is `ackedPublisher` (plain publishes with a reply token under one inbox, one subscription for the " +
-        "acks): the two transport rows compare them alone, so a ratio can be read with or without that difference.",
+        'acks, ADR 0014). The "same publish transport" rows publish raw payloads with `ackedPublisher` too, so their ' +
+        "ratio is the cost of signing and verifying alone; the transport rows compare the two publish calls alone.",
     ]
     return {
       id: "bus-throughput",
@@ -610,7 +649,7 @@ export const busThroughput: Benchmark = {
       notes,
       params: {
         "N (events per round)": n,
-        rounds: `${rounds} raw + ${rounds} signed, alternating, median reported (after one unmeasured warm-up pair)`,
+        rounds: `${rounds} raw (js.publish) + ${rounds} raw (ackedPublisher) + ${rounds} signed, alternating, median reported (after one unmeasured warm-up of each)`,
         "event size": `${eventBytes} bytes (intent.proposed with traceparent); raw payloads the same size`,
         "publish window": `${shape.window} acked publishes in flight, both modes`,
         "pull batch": `consume({ max_messages: ${shape.batch} }), durable with explicit ack, max_ack_pending ${CONSUMER_DEFAULTS.maxAckPending}`,
