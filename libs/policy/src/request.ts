@@ -170,7 +170,18 @@ export const buildRequest = (intent: IntentInput, options: RequestOptions): Poli
   const floor: DataClass = options.dataClassFloor ?? "public"
   const granted = options.grantedFolders.map((g) => normalisePath(g, undefined, "granted folder"))
   const inGranted = (p: string) => granted.some((g) => isInside(p, g))
-  const classOf = (p: string): DataClass => maxClass(classifier.classify({ path: p }).dataClass, floor)
+  // A file tool classifies its path twice (the resource's own class, then with the intent's DLP findings); without
+  // findings both are the same call, so the path's rules run once.
+  const byPath = new Map<string, ReturnType<typeof classifier.classify>>()
+  const pathClass = (p: string) => {
+    let c = byPath.get(p)
+    if (c === undefined) {
+      c = classifier.classify({ path: p })
+      byPath.set(p, c)
+    }
+    return c
+  }
+  const classOf = (p: string): DataClass => maxClass(pathClass(p).dataClass, floor)
 
   const entities: EntityJson[] = []
   const role = options.role
@@ -226,7 +237,7 @@ export const buildRequest = (intent: IntentInput, options: RequestOptions): Poli
   const extra: Record<string, CedarValue> = {}
 
   const classifyFile = (p: string): [DataClass, ReadonlyArray<string>] => {
-    const c = classifier.classify({ path: p, findings })
+    const c = findings.length === 0 ? pathClass(p) : classifier.classify({ path: p, findings })
     return [maxClass(c.dataClass, floor), c.rules]
   }
 
