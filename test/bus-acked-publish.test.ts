@@ -1,4 +1,4 @@
-import { headers, type NatsConnection } from "@nats-io/transport-node"
+import type { NatsConnection } from "@nats-io/transport-node"
 import { type AckedPublisher, ackedPublisher, NotStored, PublishError, Publisher } from "@vigil/bus"
 import { encodeEvent, eventSubject, inboxPrefix, STREAM_EVENTS, signEvent } from "@vigil/events"
 import { countStored, startNats, startVigilBus, taskDraft, type VigilBus } from "@vigil/test"
@@ -9,12 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
  * libs/bus `ackedPublisher`, the transport of the Publisher and of the auditor's OCSF records: plain publishes with
  * a reply token under one inbox instead of a request per message, against a real, secured nats-server.
  */
-
-const msgHeaders = (id: string) => {
-  const h = headers()
-  h.set("Nats-Msg-Id", id)
-  return h
-}
 
 const failure = async (p: Promise<unknown>): Promise<NotStored> => {
   const e = await p.then(
@@ -43,8 +37,8 @@ describe("ackedPublisher", () => {
   it("resolves with the stream's ack; the same Nats-Msg-Id again is a duplicate of the same sequence", async () => {
     const event = signEvent(t.dep.keys.gateway, taskDraft("acked-1"))
     const subject = eventSubject("acked-1", "task.submitted")
-    const a = await p.publish(subject, encodeEvent(event), msgHeaders(event.id))
-    const b = await p.publish(subject, encodeEvent(event), msgHeaders(event.id))
+    const a = await p.publish(subject, encodeEvent(event), { msgId: event.id })
+    const b = await p.publish(subject, encodeEvent(event), { msgId: event.id })
     expect(a).toEqual({ stream: STREAM_EVENTS, seq: a.seq, duplicate: false })
     expect(b).toEqual({ stream: STREAM_EVENTS, seq: a.seq, duplicate: true })
     expect(await countStored(t.admin, STREAM_EVENTS, subject)).toBe(1)
@@ -53,7 +47,7 @@ describe("ackedPublisher", () => {
   it("answers many publishes in flight, each with its own sequence", async () => {
     const events = Array.from({ length: 500 }, (_, i) => signEvent(t.dep.keys.gateway, taskDraft(`acked-many${i % 5}`)))
     const acks = await Promise.all(
-      events.map((e) => p.publish(eventSubject(e.session, e.type), encodeEvent(e), msgHeaders(e.id))),
+      events.map((e) => p.publish(eventSubject(e.session, e.type), encodeEvent(e), { msgId: e.id })),
     )
     expect(new Set(acks.map((a) => a.seq)).size).toBe(500)
     expect(acks.every((a) => !a.duplicate)).toBe(true)
@@ -63,8 +57,8 @@ describe("ackedPublisher", () => {
     const allowed = signEvent(t.dep.keys.gateway, taskDraft("acked-2"))
     const t0 = performance.now()
     const [refused, ok] = await Promise.all([
-      failure(p.publish(eventSubject("acked-2", "decision.made"), new TextEncoder().encode("{}"), msgHeaders("x-1"))),
-      p.publish(eventSubject("acked-2", "task.submitted"), encodeEvent(allowed), msgHeaders(allowed.id)),
+      failure(p.publish(eventSubject("acked-2", "decision.made"), new TextEncoder().encode("{}"), { msgId: "x-1" })),
+      p.publish(eventSubject("acked-2", "task.submitted"), encodeEvent(allowed), { msgId: allowed.id }),
     ])
     expect(refused.refused).toBe(true)
     expect(refused.message).toMatch(/permissions violation/i)
@@ -99,7 +93,7 @@ describe("ackedPublisher without a stream or a server to answer", () => {
     const nc = await server.connect()
     const p = ackedPublisher(nc, "_INBOX_nostream", 5_000)
     try {
-      const e = await failure(p.publish("nostream.here", new Uint8Array([1]), msgHeaders("x-2")))
+      const e = await failure(p.publish("nostream.here", new Uint8Array([1]), { msgId: "x-2" }))
       expect(e.refused).toBe(false)
       expect(e.message).toMatch(/no stream/)
     } finally {
@@ -116,11 +110,11 @@ describe("ackedPublisher without a stream or a server to answer", () => {
     try {
       await server.stop()
       const t0 = performance.now()
-      const timedOut = await failure(p.publish("any.subject", new Uint8Array([1]), msgHeaders("y-1")))
+      const timedOut = await failure(p.publish("any.subject", new Uint8Array([1]), { msgId: "y-1" }))
       expect(timedOut.message).toMatch(/no ack from the stream in 300 ms/)
       expect(timedOut.refused).toBe(false)
       expect(performance.now() - t0).toBeGreaterThanOrEqual(290)
-      const waiting = p.publish("any.subject", new Uint8Array([2]), msgHeaders("y-2"))
+      const waiting = p.publish("any.subject", new Uint8Array([2]), { msgId: "y-2" })
       p.close()
       expect((await failure(waiting)).message).toMatch(/closed/)
     } finally {

@@ -1,9 +1,10 @@
 // The policy benchmark's floor: a process that answers each `intent.proposed` on the same bus path the policy
 // service uses (durable pull consumer, explicit ack, acked JetStream publish of the answer through libs/bus
-// `ackedPublisher`, the Publisher's transport), doing nothing else — no verification, no decision, no signature. `node test/bench/echo-consumer.ts <url> <admin seed> <durable>`;
-// prints "ready" once consuming. Run by test/bench/policy.ts only.
+// `ackedPublisher`, the Publisher's transport), doing nothing else — no verification, no decision, no signature.
+// `node test/bench/echo-consumer.ts <url> <admin seed> <durable>`; prints "ready" once consuming. Run by
+// test/bench/policy.ts only.
 import { jetstream } from "@nats-io/jetstream"
-import { connect, headers, nkeyAuthenticator } from "@nats-io/transport-node"
+import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
 import { ackedPublisher } from "@vigil/bus"
 import { inboxPrefix, STREAM_EVENTS } from "@vigil/events"
 
@@ -29,9 +30,8 @@ for await (const m of messages) {
   // The intent's id is its Nats-Msg-Id: the answer names it without parsing the event.
   const id = m.headers?.get("Nats-Msg-Id") ?? ""
   const session = m.subject.split(".")[2] ?? "echo"
-  const h = headers()
-  h.set("Nats-Msg-Id", `echo:${id}`)
-  acked.send(`vigil.ev.${session}.decision.made`, Buffer.from(JSON.stringify({ data: { intent: id } })), h, (err) =>
+  const answer = Buffer.from(JSON.stringify({ data: { intent: id } }))
+  acked.send(`vigil.ev.${session}.decision.made`, answer, { msgId: `echo:${id}` }, (err) =>
     err === undefined ? m.ack() : m.nak(),
   )
 }

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process"
 import { join } from "node:path"
 import { AckPolicy, DeliverPolicy, jetstreamManager } from "@nats-io/jetstream"
-import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node"
+import type { NatsConnection } from "@nats-io/transport-node"
 import { ackedPublisher } from "@vigil/bus"
 import {
   type Event,
@@ -127,11 +127,8 @@ export const policyBench: Benchmark = {
       await admin.flush()
       // The inference service's transport (the libs/bus Publisher's), so the load generator costs what it would.
       const intents = ackedPublisher(inference, inboxPrefix("inference"), 10_000)
-      const publishIntent = (ev: Event<"intent.proposed">, bytes: Uint8Array) => {
-        const h = natsHeaders()
-        h.set("Nats-Msg-Id", ev.id)
-        return intents.publish(eventSubject(ev.session, ev.type), bytes, h)
-      }
+      const publishIntent = (ev: Event<"intent.proposed">, bytes: Uint8Array) =>
+        intents.publish(eventSubject(ev.session, ev.type), bytes, { msgId: ev.id })
       /** Unmeasured intents of the five shapes: JIT, the wasm engine's first calls, the answer cache. */
       const warmUp = async (count: number, session: string) => {
         const warm: Promise<unknown>[] = []

@@ -1,4 +1,10 @@
-import { createInbox, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node"
+import {
+  createInbox,
+  type MsgHdrs,
+  type NatsConnection,
+  headers as natsHeaders,
+  type Subscription,
+} from "@nats-io/transport-node"
 
 /** What the stream answered for one stored message. */
 export interface StreamAck {
@@ -21,6 +27,17 @@ export class NotStored extends Error {
 
 export type AckCallback = (err: NotStored | undefined, ack?: StreamAck) => void
 
+/** How one message is stored. */
+export interface PublishOptions {
+  /**
+   * Sent as `Nats-Msg-Id`: a re-send with the same id is stored once (NATS-NOTES trap 3: a publish whose ack was lost
+   * is still stored), so the transport takes no message without one.
+   */
+  readonly msgId: string
+  /** Further headers; the transport adds `Nats-Msg-Id` to them. */
+  readonly headers?: MsgHdrs
+}
+
 /**
  * JetStream publishes with an ack, without a request per message: each message is a plain publish whose reply
  * subject is a token under one inbox this connection subscribes to once. Same guarantee as `js.publish` (the ack is
@@ -29,9 +46,9 @@ export type AckCallback = (err: NotStored | undefined, ack?: StreamAck) => void
  */
 export interface AckedPublisher {
   /** Publish; `done` runs once, with the stream's ack or why the message was not stored. */
-  send(subject: string, data: Uint8Array, headers: MsgHdrs, done: AckCallback): void
+  send(subject: string, data: Uint8Array, opts: PublishOptions, done: AckCallback): void
   /** {@link send} as a promise. */
-  publish(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<StreamAck>
+  publish(subject: string, data: Uint8Array, opts: PublishOptions): Promise<StreamAck>
   /** Stop listening; what is still waiting fails. */
   close(): void
 }
@@ -115,11 +132,13 @@ export const ackedPublisher = (nc: NatsConnection, inboxPrefix: string, timeoutM
   )
   sweep.unref()
 
-  const send = (subject: string, data: Uint8Array, headers: MsgHdrs, done: AckCallback) => {
+  const send = (subject: string, data: Uint8Array, opts: PublishOptions, done: AckCallback) => {
     if (closed) {
       done(new NotStored("publisher closed", false))
       return
     }
+    const headers = opts.headers ?? natsHeaders()
+    headers.set("Nats-Msg-Id", opts.msgId)
     const token = ++next
     waiting.set(token, { subject, deadline: performance.now() + timeoutMs, done })
     try {
@@ -130,9 +149,9 @@ export const ackedPublisher = (nc: NatsConnection, inboxPrefix: string, timeoutM
   }
   return {
     send,
-    publish: (subject, data, headers) =>
+    publish: (subject, data, opts) =>
       new Promise<StreamAck>((resolve, reject) =>
-        send(subject, data, headers, (err, ack) => (err === undefined ? resolve(ack as StreamAck) : reject(err))),
+        send(subject, data, opts, (err, ack) => (err === undefined ? resolve(ack as StreamAck) : reject(err))),
       ),
     close: () => {
       if (closed) return

@@ -1,4 +1,11 @@
-export { type AckCallback, type AckedPublisher, ackedPublisher, NotStored, type StreamAck } from "./acked-publish.ts"
+export {
+  type AckCallback,
+  type AckedPublisher,
+  ackedPublisher,
+  NotStored,
+  type PublishOptions,
+  type StreamAck,
+} from "./acked-publish.ts"
 export type { BusSettings } from "./config.ts"
 export { BusConfig, DEFAULTS } from "./config.ts"
 export { Nats } from "./connection.ts"

@@ -81,11 +81,10 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
       ): Effect.Effect<Published<T>, PublishError> => {
         const subject = eventSubject(event.session, event.type)
         const h = natsHeaders()
-        // Event id as Nats-Msg-Id: a retry after a lost ack is de-duplicated by JetStream (NATS-NOTES trap 3).
-        h.set("Nats-Msg-Id", event.id)
         if (event.trace !== "") h.set(HEADER_TRACEPARENT, event.trace)
         return Effect.callback<StreamAck, PublishError>((resume) => {
-          acked.send(subject, bytes, h, (err, ack) =>
+          // msgId = event id: a retry after a lost ack is de-duplicated by JetStream.
+          acked.send(subject, bytes, { msgId: event.id, headers: h }, (err, ack) =>
             resume(
               err === undefined
                 ? Effect.succeed(ack as StreamAck)

@@ -152,10 +152,14 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
       const h = natsHeaders()
       h.set("Vigil-Event-Id", event.id)
       h.set("Vigil-Leaf-Index", String(index))
-      // One record per event, however often the event is re-processed.
-      h.set("Nats-Msg-Id", `ocsf:${event.id}`)
-      // Bytes from Node's buffer pool: given a string, the client would TextEncode it (a fresh ArrayBuffer each).
-      return { subject: ocsfSubject(mapped.subjectClass), data: Buffer.from(JSON.stringify(mapped.record)), headers: h }
+      return {
+        subject: ocsfSubject(mapped.subjectClass),
+        // Bytes from Node's buffer pool: given a string, the client would TextEncode it (a fresh ArrayBuffer each).
+        data: Buffer.from(JSON.stringify(mapped.record)),
+        // One record per event, however often the event is re-processed.
+        msgId: `ocsf:${event.id}`,
+        headers: h,
+      }
     }
     const lookup = (event: Event) => {
       const r = related.lookup(event)

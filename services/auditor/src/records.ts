@@ -5,7 +5,8 @@ import type { AckedPublisher } from "@vigil/bus"
 export interface OutgoingRecord {
   readonly subject: string
   readonly data: Uint8Array
-  /** Must carry `Nats-Msg-Id` for de-duplication of re-sends. */
+  /** `Nats-Msg-Id`: a record re-sent after a crash is stored once. */
+  readonly msgId: string
   readonly headers: MsgHdrs
 }
 
@@ -19,7 +20,7 @@ export const publishAll = (acked: AckedPublisher, records: ReadonlyArray<Outgoin
     if (remaining === 0) return resolve()
     let failed = false
     for (const r of records) {
-      acked.send(r.subject, r.data, r.headers, (err) => {
+      acked.send(r.subject, r.data, { msgId: r.msgId, headers: r.headers }, (err) => {
         if (failed) return
         if (err !== undefined) {
           failed = true
