@@ -1,4 +1,5 @@
 import { type Result, Schema } from "effect"
+import { SchemaJITCompiler } from "effect/schema"
 import { CATALOG, type EventType, isEventType } from "./catalog.ts"
 import { type Ed25519, fast } from "./ed25519.ts"
 import { canonicalFromSigning, Envelope, type Event, signingBytes } from "./envelope.ts"
@@ -93,6 +94,12 @@ export interface Verified<T extends EventType = EventType> {
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 const parseOptions = { onExcessProperty: "error", errors: "first" } as const
+// Every consumer decodes every event it receives. Effect's schema JIT compiles these schemas into plain functions for
+// valid input and falls back to the interpreter (same issues, same messages) for invalid input: an intent or a
+// decision decoded in 5–6 µs instead of 8–10 µs here (ADR 0015). Enabled before the decoders below capture their
+// parsers.
+SchemaJITCompiler.enable(Envelope.ast)
+for (const t of Object.keys(CATALOG) as EventType[]) SchemaJITCompiler.enable(CATALOG[t].data.ast)
 const decodeEnvelope = Schema.decodeUnknownResult(Envelope, parseOptions)
 const decodeData: Record<string, (u: unknown) => Result.Result<unknown, Schema.SchemaError>> = Object.fromEntries(
   (Object.keys(CATALOG) as EventType[]).map((t) => [
