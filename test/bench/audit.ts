@@ -281,9 +281,12 @@ const storedEvents = async (n: number) => {
   }
 }
 
-/** A process started from another entry point, stopped with SIGTERM (no readiness wait: the watch times it). */
-const spawnOther = (main: string, env: NodeJS.ProcessEnv) => {
-  const child = spawn(process.execPath, [main], { env, stdio: "ignore" })
+/**
+ * A node process (script and arguments), stopped with SIGTERM; no readiness wait: the watch times it. Its stderr
+ * shows only when asked for (the floor's, whose failures would otherwise read as a timeout).
+ */
+const spawnNode = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, stderr: "ignore" | "inherit" = "ignore") => {
+  const child = spawn(process.execPath, args, { env, stdio: ["ignore", "ignore", stderr] })
   const exited = new Promise<void>((r) => child.once("exit", () => r()))
   return {
     pid: child.pid as number,
@@ -374,7 +377,7 @@ const auditorRun = (setup: { server: NatsServer; th: TestHome; admin: NatsConnec
     const other = process.env.VIGIL_BENCH_AUDITOR_MAIN
     return other === undefined
       ? await startService("auditor", setup.th, { env, readyTimeoutMs: 60_000 })
-      : spawnOther(other, setup.th.env(env))
+      : spawnNode([other], setup.th.env(env))
   })
 
 /**
@@ -407,21 +410,10 @@ const floorRun = async (setup: { server: NatsServer; th: TestHome; admin: NatsCo
       ),
     )
     const seed = setup.server.creds.admin?.seed ?? ""
-    return await drainRun(setup, n, durable, async () => {
-      const child = spawn(
-        process.execPath,
-        [join(REPO, "test", "bench", "audit-floor.ts"), setup.server.url, seed, durable, keysFile, dir, String(n)],
-        { stdio: ["ignore", "ignore", "inherit"] },
-      )
-      const exited = new Promise<void>((r) => child.once("exit", () => r()))
-      return {
-        pid: child.pid as number,
-        stop: async () => {
-          if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
-          await exited
-        },
-      }
-    })
+    const floor = join(REPO, "test", "bench", "audit-floor.ts")
+    return await drainRun(setup, n, durable, async () =>
+      spawnNode([floor, setup.server.url, seed, durable, keysFile, dir, String(n)], process.env, "inherit"),
+    )
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
