@@ -6,13 +6,13 @@
 // No schema, manifest or subject checks, no tiles, no checkpoints, no alerts, no Effect.
 // `node test/bench/audit-floor.ts <url> <admin seed> <durable> <keys.json> <dir> <n>`; exits when n messages are
 // acked. Run by test/bench/audit.ts only.
-import { createHash } from "node:crypto"
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { type JsMsg, jetstream } from "@nats-io/jetstream"
 import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
 import { ackedPublisher } from "@vigil/bus"
 import { inboxPrefix, SignaturePool, STREAM_EVENTS, signingBytes } from "@vigil/events"
+import { leafHash } from "@vigil/merkle"
 
 const args = process.argv.slice(2)
 if (args.length !== 6) {
@@ -59,14 +59,8 @@ let committing: Promise<void> = Promise.resolve()
 const commit = async (items: ReadonlyArray<Item>) => {
   const verdicts = await Promise.all(items.map((i) => i.valid))
   if (verdicts.includes(false)) throw new Error("a signature did not verify")
-  const hashes: Buffer[] = []
-  for (const { m } of items)
-    hashes.push(
-      createHash("sha256")
-        .update(new Uint8Array([0]))
-        .update(m.data)
-        .digest(),
-    )
+  // The auditor's own leaf hash (RFC 9162: SHA-256 over 0x00 ‖ entry).
+  const hashes = items.map(({ m }) => Buffer.from(leafHash(m.data)))
   const bytes = Buffer.concat(items.map((i) => i.m.data))
   let off = 0
   while (off < bytes.length) off += writeSync(fd, bytes, off)
