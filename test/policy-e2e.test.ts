@@ -154,7 +154,10 @@ describe("policy service on a real bus", () => {
     // just the second of two quick puts.
     await publishBundle(admin, forged as typeof good)
     await bundleAlerts(1)
-    const broken = { ...good, sig: `${good.sig.slice(0, -2)}AA` }
+    // One character of R changed: always a different, well-formed signature. (Overwriting the last two characters
+    // with "AA" left the signature unchanged whenever it already ended so, one run in 256.)
+    const flipped = good.sig[10] === "A" ? "B" : "A"
+    const broken = { ...good, sig: `${good.sig.slice(0, 10)}${flipped}${good.sig.slice(11)}` }
     await publishBundle(admin, broken)
     const alerts = await bundleAlerts(2)
     expect(alerts.every((a) => a.source === "policy" && a.data.severity === "high")).toBe(true)
