@@ -8,11 +8,10 @@
 // acked. Run by test/bench/audit.ts only.
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from "node:fs"
 import { join } from "node:path"
-import { type JsMsg, jetstream } from "@nats-io/jetstream"
-import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
-import { ackedPublisher } from "@vigil/bus"
-import { inboxPrefix, SignaturePool, STREAM_EVENTS, signingBytes } from "@vigil/events"
+import type { JsMsg } from "@nats-io/jetstream"
+import { SignaturePool, signingBytes } from "@vigil/events"
 import { leafHash } from "@vigil/merkle"
+import { openAdminConsumer } from "./admin-consumer.ts"
 
 const args = process.argv.slice(2)
 if (args.length !== 6) {
@@ -29,17 +28,12 @@ const keys = new Map(
     Buffer.from(b64, "base64"),
   ]),
 )
-const nc = await connect({
-  servers: url,
-  inboxPrefix: inboxPrefix("admin"),
-  authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)),
-})
-const js = jetstream(nc, { checkAPI: false })
-const acked = ackedPublisher(nc, inboxPrefix("admin"), 10_000)
 const pool = new SignaturePool()
 const fd = openSync(join(dir, "leaves"), "a")
-const consumer = await js.consumers.get(STREAM_EVENTS, durable)
-const messages = await consumer.consume({ max_messages: 1_000 })
+const { nc, acked, messages } = await openAdminConsumer(url, seed, durable, {
+  maxMessages: 1_000,
+  ackTimeoutMs: 10_000,
+})
 
 interface Item {
   readonly m: JsMsg

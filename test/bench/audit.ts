@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { availableParallelism, tmpdir } from "node:os"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
@@ -25,15 +25,7 @@ import { leafHash, verifyInclusion } from "@vigil/merkle"
 import { TileLog } from "@vigil/tlog"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { countStored, type NatsServer, prepareHome, startNats, startService, type TestHome } from "../harness/index.ts"
-import {
-  type Benchmark,
-  type BenchOptions,
-  type BenchRow,
-  machineBusySeconds,
-  median,
-  pct,
-  procCpuSeconds,
-} from "./lib.ts"
+import { type Benchmark, type BenchOptions, type BenchRow, type CpuShare, cpuMeter, median, pct } from "./lib.ts"
 
 /**
  * The auditor's ingest rate as a ratio of a raw pull consumer on the same stream, inclusion-proof cost in a log of a
@@ -223,9 +215,7 @@ const verifiedConsume = async (
             finish = resolve
           })
           const t0 = performance.now()
-          const cpu0 = process.cpuUsage()
-          const nats0 = procCpuSeconds(`/proc/${server.pid}/stat`)
-          const busy0 = machineBusySeconds()
+          const meter = cpuMeter(server.pid)
           const handle = yield* consumeBatches(
             { durable, stream: STREAM_EVENTS, maxBatch: 2_000, maxWaitMs: 100, batch: 1_000 },
             (batch) =>
@@ -236,14 +226,9 @@ const verifiedConsume = async (
           )
           yield* Effect.promise(() => done)
           const seconds = (performance.now() - t0) / 1000
-          const cpu = process.cpuUsage(cpu0)
+          const cpu = meter.stop()
           if (handle.stats.rejected !== 0) return yield* Effect.die(new Error(`${handle.stats.rejected} rejected`))
-          return {
-            rate: n / seconds,
-            processCpu: (cpu.user + cpu.system) / 1e6 / seconds,
-            natsCpu: (procCpuSeconds(`/proc/${server.pid}/stat`) - nats0) / seconds,
-            machine: (machineBusySeconds() - busy0) / seconds / availableParallelism(),
-          }
+          return { rate: n / seconds, processCpu: cpu.node, natsCpu: cpu.nats, machine: cpu.machine }
         }).pipe(Effect.provide(bus)),
       ),
     )
@@ -322,33 +307,27 @@ const drainRun = async (
 ): Promise<DrainRun> => {
   const { server, admin } = setup
   const jsm = await jetstreamManager(admin)
-  let pid = 0
-  const sample = () => ({
-    t: performance.now(),
-    processCpu: pid === 0 ? 0 : procCpuSeconds(`/proc/${pid}/stat`),
-    natsCpu: procCpuSeconds(`/proc/${server.pid}/stat`),
-    busy: machineBusySeconds(),
-  })
   const stored = async () => (await jsm.streams.info(STREAM_AUDIT)).state.messages
   const before = await stored()
   const warmAt = Math.max(1, Math.floor(n * WARM_SHARE))
-  let first: { at: ReturnType<typeof sample>; records: number } | undefined
-  let last: typeof first
+  let first: { t: number; records: number; meter: ReturnType<typeof cpuMeter> } | undefined
+  let last: { t: number; rate: number; cpu: CpuShare } | undefined
   const spawnedAt = performance.now()
   const child = await start()
-  pid = child.pid
   try {
     const deadline = performance.now() + 120_000
     while (last === undefined) {
       if (performance.now() > deadline) throw new Error(`${durable}: not ${n} records in 120 s`)
       const records = (await stored()) - before
-      if (first === undefined && records >= warmAt) first = { at: sample(), records }
-      if (records >= n) last = { at: sample(), records }
-      else await new Promise((r) => setTimeout(r, 5))
-    }
-    // A run shorter than a few commits (≤ 2,000 events or 100 ms each) measures batching, not a rate.
-    if (first === undefined || last.at.t - first.at.t < 500) {
-      throw new Error(`${durable}: ${n} events went by too fast to time (raise --n)`)
+      if (first === undefined && records >= warmAt) {
+        first = { t: performance.now(), records, meter: cpuMeter(server.pid, child.pid) }
+      }
+      if (first !== undefined && records >= n) {
+        const t = performance.now()
+        // A run shorter than a few commits (≤ 2,000 events or 100 ms each) measures batching, not a rate.
+        if (t - first.t < 500) throw new Error(`${durable}: ${n} events went by too fast to time (raise --n)`)
+        last = { t, rate: (records - first.records) / ((t - first.t) / 1000), cpu: first.meter.stop() }
+      } else await new Promise((r) => setTimeout(r, 5))
     }
     // Records go out before the batch is acked: the run is complete once the ack floor says so.
     for (;;) {
@@ -359,15 +338,12 @@ const drainRun = async (
   } finally {
     await child.stop()
   }
-  const f = first.at
-  const l = last.at
-  const seconds = (l.t - f.t) / 1000
   return {
-    rate: (last.records - first.records) / seconds,
-    coldSeconds: (l.t - spawnedAt) / 1000,
-    processCpu: (l.processCpu - f.processCpu) / seconds,
-    natsCpu: (l.natsCpu - f.natsCpu) / seconds,
-    machine: (l.busy - f.busy) / seconds / availableParallelism(),
+    rate: last.rate,
+    coldSeconds: (last.t - spawnedAt) / 1000,
+    processCpu: last.cpu.other,
+    natsCpu: last.cpu.nats,
+    machine: last.cpu.machine,
   }
 }
 

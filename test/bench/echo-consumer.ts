@@ -3,25 +3,14 @@
 // `ackedPublisher`, the Publisher's transport), doing nothing else — no verification, no decision, no signature.
 // `node test/bench/echo-consumer.ts <url> <admin seed> <durable>`; prints "ready" once consuming. Run by
 // test/bench/policy.ts only.
-import { jetstream } from "@nats-io/jetstream"
-import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
-import { ackedPublisher } from "@vigil/bus"
-import { inboxPrefix, STREAM_EVENTS } from "@vigil/events"
+import { openAdminConsumer } from "./admin-consumer.ts"
 
 const [url, seed, durable] = process.argv.slice(2)
 if (url === undefined || seed === undefined || durable === undefined) {
   console.error("usage: echo-consumer.ts <url> <admin seed> <durable>")
   process.exit(2)
 }
-const nc = await connect({
-  servers: url,
-  inboxPrefix: inboxPrefix("admin"),
-  authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)),
-})
-const js = jetstream(nc, { checkAPI: false })
-const acked = ackedPublisher(nc, inboxPrefix("admin"), 5_000)
-const consumer = await js.consumers.get(STREAM_EVENTS, durable)
-const messages = await consumer.consume({ max_messages: 256 })
+const { nc, acked, messages } = await openAdminConsumer(url, seed, durable, { maxMessages: 256, ackTimeoutMs: 5_000 })
 process.once("SIGTERM", () => {
   void messages.close().then(() => nc.close().then(() => process.exit(0)))
 })

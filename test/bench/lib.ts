@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
-import { cpus } from "node:os"
+import { availableParallelism, cpus } from "node:os"
 
 /** Shared shapes and helpers of the benchmarks that `npm run bench` (test/bench/run.ts) runs. */
 
@@ -101,19 +101,26 @@ export interface CpuShare {
   readonly nodeMain: number
   /** Share of the time the event loop thread was runnable but waiting for a CPU. */
   readonly nodeMainWait: number
+  /** The process given to {@link cpuMeter} beside this one (a service under test); NaN when none was. */
+  readonly other: number
   /** Everything else on the machine (other users' processes): a noise indicator. */
   readonly others: number
+  /** The whole machine's busy share of all its CPUs (1.0 = every CPU busy all the time). */
+  readonly machine: number
 }
 
-/** Samples CPU use of nats-server and of this process over an interval. */
-export const cpuMeter = (natsPid: number): { stop: () => CpuShare } => {
+/** Samples CPU use of nats-server, of this process and of `otherPid` (when given) over an interval. */
+export const cpuMeter = (natsPid: number, otherPid?: number): { stop: () => CpuShare } => {
   const natsPath = `/proc/${natsPid}/stat`
+  const otherPath = otherPid === undefined ? undefined : `/proc/${otherPid}/stat`
+  const otherCpu = () => (otherPath === undefined ? Number.NaN : procCpuSeconds(otherPath))
   const mainPath = `/proc/${process.pid}/task/${process.pid}/stat`
   const schedPath = `/proc/${process.pid}/task/${process.pid}/schedstat`
   const t0 = process.hrtime.bigint()
   const w0 = runQueueWaitSeconds(schedPath)
   const n0 = procCpuSeconds(natsPath)
   const m0 = procCpuSeconds(mainPath)
+  const o0 = otherCpu()
   const u0 = process.cpuUsage()
   const b0 = machineBusySeconds()
   return {
@@ -122,13 +129,16 @@ export const cpuMeter = (natsPid: number): { stop: () => CpuShare } => {
       const u = process.cpuUsage(u0)
       const nats = (procCpuSeconds(natsPath) - n0) / wall
       const node = (u.user + u.system) / 1e6 / wall
+      const other = (otherCpu() - o0) / wall
       const busy = (machineBusySeconds() - b0) / wall
       return {
         nats,
         node,
         nodeMain: (procCpuSeconds(mainPath) - m0) / wall,
         nodeMainWait: (runQueueWaitSeconds(schedPath) - w0) / wall,
-        others: Math.max(0, busy - nats - node),
+        other,
+        others: Math.max(0, busy - nats - node - (Number.isNaN(other) ? 0 : other)),
+        machine: busy / availableParallelism(),
       }
     },
   }

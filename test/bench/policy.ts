@@ -16,7 +16,7 @@ import { compileBundleOrThrow, packBundle } from "@vigil/policy"
 import { Effect } from "effect"
 import { POLICIES_DIR, publishBundle, signedBundleFrom } from "../../cli/src/policy-bundle.ts"
 import { type NatsServer, prepareHome, startNats, startService } from "../harness/index.ts"
-import { type Benchmark, type BenchRow, median, procCpuSeconds } from "./lib.ts"
+import { type Benchmark, type BenchRow, cpuMeter, median } from "./lib.ts"
 
 const GRANTED = "/home/ana/Documents"
 const INTENTS = [
@@ -164,12 +164,7 @@ export const policyBench: Benchmark = {
         const wire = events.map((ev) => encodeEvent(ev))
         sent.clear()
         latencies.length = 0
-        const cpu = () => ({
-          service: procCpuSeconds(`/proc/${answering?.pid ?? 0}/stat`),
-          nats: procCpuSeconds(`/proc/${server.pid}/stat`),
-          bench: process.cpuUsage(),
-        })
-        const cpu0 = cpu()
+        const meter = cpuMeter(server.pid, answering?.pid)
         const start = performance.now()
         const pending: Promise<unknown>[] = []
         // Offered load: one intent every 1/rate seconds (Poisson-free, evenly spaced), published without waiting.
@@ -185,16 +180,15 @@ export const policyBench: Benchmark = {
         const deadline = performance.now() + 30_000
         while (latencies.length < total && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50))
         const wall = (performance.now() - start) / 1000
-        const cpu1 = cpu()
-        const bench = process.cpuUsage(cpu0.bench)
+        const cpu = meter.stop()
         return {
           total,
           achieved: total / wall,
           sorted: [...latencies].sort((a, b) => a - b),
           // Shares of one CPU over the round (its tail while the last answers arrive included).
-          serviceCpu: (cpu1.service - cpu0.service) / wall,
-          natsCpu: (cpu1.nats - cpu0.nats) / wall,
-          benchCpu: (bench.user + bench.system) / 1e6 / wall,
+          serviceCpu: cpu.other,
+          natsCpu: cpu.nats,
+          benchCpu: cpu.node,
         }
       }
       const measure = async (distinct: boolean, who: string, which: string) => {
