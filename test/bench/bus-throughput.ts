@@ -477,47 +477,28 @@ const cpuDetail = (rs: ReadonlyArray<Round>): string =>
   `(event loop ${pct(med(rs, (c) => c.nodeMain))}), other processes ${pct(med(rs, (c) => c.others))}`
 
 const seriesRows = (config: string, s: Series): BenchRow[] => {
-  const raw = median(s.raw.map((r) => r.rate))
-  const rawAcked = median(s.rawAcked.map((r) => r.rate))
-  const signed = median(s.signed.map((r) => r.rate))
-  const spread = (rs: ReadonlyArray<Round>) =>
-    `rounds ${rs.map((r) => Math.round(r.rate).toLocaleString("en-US")).join(" / ")}`
+  const rate = (rs: ReadonlyArray<Round>) => median(rs.map((r) => r.rate))
+  const rateRow = (name: string, rs: ReadonlyArray<Round>): BenchRow => ({
+    name,
+    config,
+    value: rate(rs),
+    unit: "msg/s",
+    detail: `rounds ${rs.map((r) => Math.round(r.rate).toLocaleString("en-US")).join(" / ")}; ${cpuDetail(rs)}`,
+  })
+  /** Medians' ratio, and each round's against the round of `to` it alternated with. */
+  const ratioRow = (name: string, of: ReadonlyArray<Round>, to: ReadonlyArray<Round>): BenchRow => ({
+    name,
+    config,
+    value: rate(of) / rate(to),
+    unit: "×",
+    detail: `per round ${of.map((r, i) => (r.rate / (to[i] as Round).rate).toFixed(2)).join(" / ")}`,
+  })
   return [
-    {
-      name: "raw JetStream publish → consume",
-      config,
-      value: raw,
-      unit: "msg/s",
-      detail: `${spread(s.raw)}; ${cpuDetail(s.raw)}`,
-    },
-    {
-      name: "signed publish → verified consume",
-      config,
-      value: signed,
-      unit: "msg/s",
-      detail: `${spread(s.signed)}; ${cpuDetail(s.signed)}`,
-    },
-    {
-      name: "ratio signed / raw",
-      config,
-      value: signed / raw,
-      unit: "×",
-      detail: `per round ${s.signed.map((r, i) => (r.rate / (s.raw[i] as Round).rate).toFixed(2)).join(" / ")}`,
-    },
-    {
-      name: "raw publish with the Publisher's transport (ackedPublisher) → consume",
-      config,
-      value: rawAcked,
-      unit: "msg/s",
-      detail: `${spread(s.rawAcked)}; ${cpuDetail(s.rawAcked)}`,
-    },
-    {
-      name: "ratio signed / raw, same publish transport",
-      config,
-      value: signed / rawAcked,
-      unit: "×",
-      detail: `per round ${s.signed.map((r, i) => (r.rate / (s.rawAcked[i] as Round).rate).toFixed(2)).join(" / ")}`,
-    },
+    rateRow("raw JetStream publish → consume", s.raw),
+    rateRow("signed publish → verified consume", s.signed),
+    ratioRow("ratio signed / raw", s.signed, s.raw),
+    rateRow("raw publish with the Publisher's transport (ackedPublisher) → consume", s.rawAcked),
+    ratioRow("ratio signed / raw, same publish transport", s.signed, s.rawAcked),
   ]
 }
 
