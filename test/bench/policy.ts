@@ -194,25 +194,14 @@ export const policyBench: Benchmark = {
       const measure = async (distinct: boolean, who: string, which: string) => {
         // Same load unmeasured first: JIT, the engine's answer cache and the broker settle into this load's shape.
         await run(distinct, warmSeconds, `warm-${who}-${distinct ? "d" : "r"}`)
-        const results: Array<{
-          p50: number
-          p90: number
-          p99: number
-          max: number
-          decided: number
-          total: number
-          serviceCpu: number
-          natsCpu: number
-          benchCpu: number
-        }> = []
-        for (let r = 0; r < rounds; r++) {
+        const round = async (r: number) => {
           await new Promise((res) => setTimeout(res, 500))
           const { total, sorted, serviceCpu, natsCpu, benchCpu } = await run(
             distinct,
             seconds,
             `${who}-${distinct ? "distinct" : "repeat"}${r}-`,
           )
-          results.push({
+          return {
             serviceCpu,
             natsCpu,
             benchCpu,
@@ -222,8 +211,10 @@ export const policyBench: Benchmark = {
             max: sorted.at(-1) ?? Number.NaN,
             decided: sorted.length,
             total,
-          })
+          }
         }
+        const results: Array<Awaited<ReturnType<typeof round>>> = []
+        for (let r = 0; r < rounds; r++) results.push(await round(r))
         const med = (f: (x: (typeof results)[number]) => number) => median(results.map(f))
         const per = (f: (x: (typeof results)[number]) => number) => results.map((x) => f(x).toFixed(1)).join(" / ")
         const pct = (f: (x: (typeof results)[number]) => number) => `${Math.round(100 * med(f))}%`
