@@ -3,8 +3,17 @@ import { writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream"
-import type { NatsConnection } from "@nats-io/transport-node"
-import { type Event, encodeEvent, eventSubject, newEventId, PROOF_SUBJECTS, type Principal } from "@vigil/events"
+import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node"
+import {
+  type Event,
+  encodeEvent,
+  eventSubject,
+  newEventId,
+  PROOF_SUBJECTS,
+  type Principal,
+  randomSeed,
+} from "@vigil/events"
+import { signingKeyOf } from "@vigil/keys"
 import { eventually, type NatsServer, prepareHome, startNats, startService, type TestHome } from "@vigil/test"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sampleEvents, sampleSession } from "../cli/src/audit-sample.ts"
@@ -138,6 +147,7 @@ describe("vigil audit tail", () => {
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b))
     for (const l of lines) {
       expect(l.subject).toBe(`vigil.ev.${l.session}.${l.type}`)
+      expect(l.verified).toBe(true)
       expect((l.event as { id: string }).id).toBe(l.id)
     }
     // Our own events are in the stream (the auditor's checkpoint.signed events may come after them).
@@ -155,6 +165,7 @@ describe("vigil audit tail", () => {
     expect(lines).toHaveLength(5)
     for (const l of lines) {
       expect(l.subject as string).toMatch(/^vigil\.audit\.ocsf\./)
+      expect(l.verified).toBe(true)
       expect(Number.isSafeInteger(l.leafIndex)).toBe(true)
       expect((l.record as { metadata: { uid: string } }).metadata.uid).toBe(l.id)
     }
@@ -195,5 +206,77 @@ describe("vigil audit tail", () => {
     )
     child.kill("SIGINT")
     expect(await exited).toBe(0)
+  })
+  it("verifies what it shows: forged events on a service's own subject and a forged OCSF record are marked REFUSED", async () => {
+    // As the gateway NATS user, on gateway's own subjects: one signed by a key no manifest grants, one whose data
+    // was changed after signing, and a valid one.
+    const [unknownKey] = sampleSession({ ...th.keys, gateway: signingKeyOf("gateway", randomSeed()) }, "tailforged")
+    const [orig] = sampleSession(th.keys, "tailtampered")
+    const [valid] = sampleSession(th.keys, "tailvalid")
+    const tampered = { ...orig!, data: { ...(orig as Event<"task.submitted">).data, promptChars: 4096 } } as Event
+    for (const ev of [unknownKey!, tampered, valid!]) await publish(ev)
+
+    const r = await vigil("tail", "--json", "--n", "60", "--home", th.home.root, "--nats", server.url)
+    expect(r.code, r.stderr).toBe(0)
+    const lines = jsonLines(r.stdout)
+    const claiming = (id: string) => lines.filter((l) => (l.claimed as { id?: string } | undefined)?.id === id)
+    expect(lines.filter((l) => l.id === valid!.id)).toEqual([
+      expect.objectContaining({
+        verified: true,
+        type: "task.submitted",
+        event: expect.objectContaining({ id: valid!.id }),
+      }),
+    ])
+    for (const [ev, reason] of [
+      [unknownKey!, "unknown_key"],
+      [tampered, "bad_signature"],
+    ] as const) {
+      expect(lines.some((l) => l.id === ev.id)).toBe(false)
+      const [line, ...more] = claiming(ev.id)
+      expect(more).toHaveLength(0)
+      expect(line).toMatchObject({ verified: false, status: "refused", reason, claimed: { type: "task.submitted" } })
+      expect(line).not.toHaveProperty("event")
+      expect(line).not.toHaveProperty("id")
+    }
+
+    // Text: entries start with their time; a forgery starts with REFUSED and its reason, and stderr says so.
+    const text = await vigil("tail", "--n", "60", "--home", th.home.root, "--nats", server.url)
+    expect(text.code, text.stderr).toBe(0)
+    const rows = text.stdout.trim().split("\n")
+    const rowOf = (id: string) => rows.filter((row) => row.includes(id))
+    expect(rowOf(valid!.id)).toEqual([expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z {2}task\.submitted /)])
+    expect(rowOf(unknownKey!.id)).toEqual([
+      expect.stringMatching(/^REFUSED unknown_key: seq \d+ vigil\.ev\.tailforged\./),
+    ])
+    expect(rowOf(tampered.id)).toEqual([expect.stringMatching(/^REFUSED bad_signature: /)])
+    expect(text.stderr).toMatch(/did not verify/)
+
+    // An OCSF record is checked against the auditor's log: a record (published with the auditor's rights, here
+    // admin's) that points at another event's leaf is refused; the real records verify.
+    const [real] = jsonLines(
+      (await vigil("tail", "--ocsf", "--json", "--n", "1", "--home", th.home.root, "--nats", server.url)).stdout,
+    )
+    expect(real).toMatchObject({ verified: true })
+    const record = structuredClone(real!.record) as { unmapped: { vigil: { leaf_index: number } } }
+    const elsewhere = (real!.leafIndex as number) - 1
+    record.unmapped.vigil.leaf_index = elsewhere
+    const admin = await server.connect("admin")
+    try {
+      const h = natsHeaders()
+      h.set("Vigil-Event-Id", real!.id as string)
+      h.set("Vigil-Leaf-Index", String(elsewhere))
+      await jetstream(admin).publish(real!.subject as string, JSON.stringify(record), {
+        msgID: newEventId(),
+        headers: h,
+      })
+    } finally {
+      await admin.close()
+    }
+    const ocsf = jsonLines(
+      (await vigil("tail", "--ocsf", "--json", "--n", "40", "--home", th.home.root, "--nats", server.url)).stdout,
+    )
+    const forged = ocsf.filter((l) => l.verified === false)
+    expect(forged).toEqual([expect.objectContaining({ status: "refused", reason: "record_mismatch" })])
+    expect((forged[0]!.claimed as { leafIndex: number }).leafIndex).toBe(elsewhere)
   })
 })

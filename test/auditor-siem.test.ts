@@ -1,6 +1,7 @@
 import { jetstream } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { logOrigin, noteVerifiers } from "@vigil/auditlog"
+import { jetStreamOptions } from "@vigil/bus"
 import {
   blobRefOf,
   type Draft,
@@ -177,7 +178,7 @@ describe("SIEM reader of the audit feed", () => {
     // The SIEM: read-only user, its pre-created durable, pull and ack.
     const siem = await server.connect("siem")
     cleanup.push(() => siem.close())
-    const consumer = await jetstream(siem, { checkAPI: false }).consumers.get(STREAM_AUDIT, SIEM_DURABLE)
+    const consumer = await jetstream(siem, jetStreamOptions("siem")).consumers.get(STREAM_AUDIT, SIEM_DURABLE)
     const byId = new Map<string, { record: OcsfRecord; subject: string; text: string; leafHeader: string }>()
     const wanted = new Set(published.map((p) => p.event.id))
     const deadline = Date.now() + 30_000

@@ -73,10 +73,11 @@ describe("ackedPublisher", () => {
     const exit = await bus.run(
       Effect.gen(function* () {
         const publisher = yield* Publisher
+        // The gateway may not emit containment orders (ops only).
         return yield* publisher.publish({
-          type: "alert.raised",
+          type: "containment.ordered",
           session: "acked-3",
-          data: { rule: "r", severity: "low", summary: "s", evidence: [], details: {} },
+          data: { target: "acked-3", reason: "r" },
         })
       }).pipe(Effect.flip),
     )

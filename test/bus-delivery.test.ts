@@ -1,9 +1,17 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { join } from "node:path"
 import { jetstream } from "@nats-io/jetstream"
-import { derivedEventId, type ProvisionOptions, Publisher } from "@vigil/bus"
+import { type ProvisionOptions, Publisher } from "@vigil/bus"
 import type { Event } from "@vigil/events"
-import { encodeEvent, eventSubject, eventTypeFilter, STREAM_EVENTS, signEvent } from "@vigil/events"
+import {
+  derivedEventId,
+  encodeEvent,
+  eventIdKey,
+  eventSubject,
+  eventTypeFilter,
+  STREAM_EVENTS,
+  signEvent,
+} from "@vigil/events"
 import type { RunningBus, VigilBus } from "@vigil/test"
 import {
   busFixture,
@@ -285,8 +293,9 @@ describe("exactly-once effect across consumer crashes", () => {
     const causes = outputs.map((e) => e.causation)
     expect(new Set(causes).size).toBe(N)
     expect(causes.every((c) => c !== null && inputIds.has(c))).toBe(true)
+    const dlpIdKey = eventIdKey(s.t.dep.keys.dlp.seed)
     for (const o of outputs) {
-      expect(o.id).toBe(derivedEventId(o.causation as string, "dlp"))
+      expect(o.id).toBe(derivedEventId(dlpIdKey, o.causation as string, "dlp"))
       expect(o.data.task).toBe(o.causation)
       expect(o.source).toBe("dlp")
     }

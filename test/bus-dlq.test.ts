@@ -2,11 +2,12 @@ import { createHash } from "node:crypto"
 import { jetstream } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import type { ConsumerHandle, DeadLetter, DeadLetterReason } from "@vigil/bus"
-import { HandlerError, Publisher } from "@vigil/bus"
+import { deadLetterMsgId, HandlerError, Publisher, signDeadLetter, verifyDeadLetter } from "@vigil/bus"
 import type { Event } from "@vigil/events"
 import {
   dlqSubject,
   encodeEvent,
+  eventIdKey,
   eventSubject,
   eventTypeFilter,
   HEADER_DLQ_REASON,
@@ -80,10 +81,13 @@ describe("dead-lettering of bad input by the dlp consumer", () => {
   let handle: ConsumerHandle
   const handled: Array<string> = []
   const now = Date.now()
-  // The gateway's first key is retired by a rotation half an hour ago; its successor signs the valid events.
+  // The gateway's first key is retired by a rotation half an hour ago; its successor is revoked 20 s ago by another
+  // rotation, whose key signs the valid events.
   const dep = createDeployment({ issuedAt: iso(now - 2 * 3_600_000) })
   const retiredGateway = dep.keys.gateway
-  const gatewayKey = dep.rotate("gateway", iso(now - 30 * 60_000))
+  const revokedGateway = dep.rotate("gateway", iso(now - 30 * 60_000))
+  const revokedAt = now - 20_000
+  const gatewayKey = dep.rotate("gateway", iso(revokedAt))
 
   beforeAll(async () => {
     t = await startVigilBus({ provision: { ackWaitMs: ACK_WAIT_MS }, deployment: dep })
@@ -152,7 +156,14 @@ describe("dead-lettering of bad input by the dlp consumer", () => {
       {
         name: "replay of an event signed ten minutes ago",
         reason: "replayed",
-        ...event(signEvent(gatewayKey, taskDraft(SESSION, { time: iso(Date.now() - 10 * 60_000) }))),
+        ...event(signEvent(revokedGateway, taskDraft(SESSION, { time: iso(Date.now() - 10 * 60_000) }))),
+      },
+      {
+        // Valid at its own time (20 s before the revocation, inside the freshness window of its store time), but the
+        // stream stores it after the revocation: the key is judged at both instants.
+        name: "revoked gateway key, event back-dated to before its revocation",
+        reason: "key_invalid_when_stored",
+        ...event(signEvent(revokedGateway, taskDraft(SESSION, { time: iso(revokedAt - 20_000) }))),
       },
     ]
     // Inject as the gateway's NATS user (it may publish task.submitted; the manifest is what refuses), a raw acked
@@ -198,10 +209,22 @@ describe("dead-lettering of bad input by the dlp consumer", () => {
       expect(record.reason, `${b.name}: ${record.detail}`).toBe(b.reason)
       expect(msg.subject).toBe(dlqSubject("dlp"))
       expect(msg.headers?.get(HEADER_DLQ_REASON)).toBe(b.reason)
-      expect(msg.headers?.get("Nats-Msg-Id")).toBe(`dlq:${STREAM_EVENTS}:${DLP_TASKS}:${b.seq}`)
+      // The id only dlp can compute (another service cannot store its id first).
+      expect(msg.headers?.get("Nats-Msg-Id")).toBe(
+        deadLetterMsgId(eventIdKey(dep.keys.dlp.seed), {
+          stream: STREAM_EVENTS,
+          durable: DLP_TASKS,
+          streamSeq: b.seq as number,
+        }),
+      )
+      expect(verifyDeadLetter(record, dep.chain, { subject: msg.subject }), b.name).toMatchObject({
+        ok: true,
+        key: { kid: dep.keys.dlp.kid, principal: "dlp" },
+      })
       expect(record).toMatchObject({
-        v: 1,
+        v: 2,
         service: "dlp",
+        kid: dep.keys.dlp.kid,
         subject: b.subject,
         stream: STREAM_EVENTS,
         durable: DLP_TASKS,
@@ -233,6 +256,66 @@ describe("dead-lettering of bad input by the dlp consumer", () => {
       deadLettered: bad.length,
       failed: 0,
     })
+  }, 30_000)
+
+  it("signs each dead letter: a tampered record, another service's key and an unsigned post are told apart", async () => {
+    const genuine = [...(await deadLetters(t.admin, "dlp")).values()].map((e) => e.record)
+    expect(genuine.length).toBeGreaterThan(0)
+    const record = genuine[0] as DeadLetter
+    const refused = (r: unknown, subject?: string) =>
+      verifyDeadLetter(r, dep.chain, subject === undefined ? {} : { subject })
+    const otherHash = sha256(new Uint8Array([1]))
+
+    // Any signed member changed after signing: the signature no longer holds.
+    expect(refused({ ...record, reason: "handler_failed" })).toMatchObject({ ok: false, reason: "bad_signature" })
+    expect(refused({ ...record, payloadSha256: otherHash })).toMatchObject({ ok: false, reason: "bad_signature" })
+    expect(refused({ ...record, streamSeq: record.streamSeq + 1 })).toMatchObject({
+      ok: false,
+      reason: "bad_signature",
+    })
+    // Validly signed, but by policy's key on dlp's behalf; or naming policy, but read from dlp's DLQ subject.
+    const { kid: _kid, sig: _sig, ...unsigned } = record
+    expect(refused(signDeadLetter(dep.keys.policy, unsigned))).toMatchObject({ ok: false, reason: "wrong_principal" })
+    expect(
+      refused(signDeadLetter(dep.keys.policy, { ...unsigned, service: "policy" }), dlqSubject("dlp")),
+    ).toMatchObject({ ok: false, reason: "subject_mismatch" })
+    // A key no manifest version grants.
+    expect(refused(signDeadLetter(signingKeyOf("dlp", randomSeed()), unsigned))).toMatchObject({
+      ok: false,
+      reason: "unknown_key",
+    })
+    // dlp's own key over a hash that is not the payload's: a record inconsistent with what it carries.
+    expect(refused(signDeadLetter(dep.keys.dlp, { ...unsigned, payloadSha256: otherHash }))).toMatchObject({
+      ok: false,
+      reason: "payload_mismatch",
+    })
+
+    // What dlp's NATS user can post to vigil.dlq.dlp without dlp's signing key: an unsigned (version 1) record, a
+    // genuine one with its reason rewritten, a bare object. Read back from the stream, only the real ones verify.
+    const raw = await t.server.connect("dlp")
+    const js = jetstream(raw, { checkAPI: false })
+    const posted = [
+      JSON.stringify({ ...unsigned, v: 1 }),
+      JSON.stringify({ ...record, reason: "replayed", detail: "forged" }),
+      "{}",
+    ]
+    try {
+      for (const [i, body] of posted.entries()) {
+        const ack = await js.publish(dlqSubject("dlp"), body, { msgID: `junk-${i}-${now}` })
+        expect(ack.duplicate).toBe(false)
+      }
+    } finally {
+      await raw.close()
+    }
+    const stored = await readStream(t.admin, STREAM_DLQ, dlqSubject("dlp"))
+    expect(stored.length).toBe(genuine.length + posted.length)
+    const verdicts = stored.map((m) => verifyDeadLetter(m.json(), dep.chain, { subject: m.subject }))
+    expect(verdicts.slice(0, genuine.length).every((v) => v.ok)).toBe(true)
+    expect(verdicts.slice(genuine.length).map((v) => (v.ok ? "ok" : v.reason))).toEqual([
+      "unsigned",
+      "bad_signature",
+      "unsigned",
+    ])
   }, 30_000)
 })
 
@@ -277,6 +360,7 @@ describe("a handler that always fails", () => {
       expect(attempts.get(p.event.id)).toEqual([1, 2, 3])
       const entry = dlq.get(p.seq)
       expect(entry?.msg.headers?.get(HEADER_DLQ_REASON)).toBe("handler_failed")
+      expect(verifyDeadLetter(entry?.record, t.dep.chain, { subject: dlqSubject("dlp") })).toMatchObject({ ok: true })
       expect(entry?.record).toMatchObject({
         reason: "handler_failed",
         eventId: p.event.id,

@@ -7,6 +7,7 @@ import { AckPolicy, jetstream, jetstreamManager, StorageType } from "@nats-io/je
 import type { KV } from "@nats-io/kv"
 import { Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { jetStreamOptions } from "@vigil/bus"
 import type { EventType, Principal, Service } from "@vigil/events"
 import {
   AUDIT_ALL,
@@ -19,6 +20,7 @@ import {
   KEYS_MANIFEST_SUBJECT,
   KV_KEYS,
   PRINCIPALS,
+  ROLE_JS_API,
   SERVICES,
   STREAM_AUDIT,
   STREAM_DLQ,
@@ -59,8 +61,8 @@ const nc = (role: Role): NatsConnection => {
   if (c === undefined) throw new Error(`no connection for ${role}`)
   return c
 }
-/** Services and readers have no `$JS.API.INFO` right: their JetStream contexts must skip the API check. */
-const js = (role: Role): JetStreamClient => jetstream(nc(role), { checkAPI: false })
+/** Each role's JetStream context: the store account's API as imported into its own account (ADR 0017). */
+const js = (role: Role): JetStreamClient => jetstream(nc(role), jetStreamOptions(role))
 
 let seq = 0
 const msgId = (what: string): string => `${what}-${Date.now()}-${++seq}`
@@ -180,8 +182,10 @@ describe("generated permissions", () => {
       expect(p.subscribe.allow.length, role).toBeGreaterThan(0)
       if (role === "admin") continue
       for (const s of p.publish.allow) {
-        expect(s, role).not.toMatch(/^\$JS\.API\.(CONSUMER\.(CREATE|DURABLE)|STREAM\.(CREATE|UPDATE|DELETE|PURGE))/)
-        expect(s, role).not.toMatch(/^\$JS\.API\.>|^>$|^vigil\.>$/)
+        expect(s, role).not.toMatch(
+          /^(\$JS|JS\.VIGIL)\.API\.(CONSUMER\.(CREATE|DURABLE)|STREAM\.(CREATE|UPDATE|DELETE|PURGE))/,
+        )
+        expect(s, role).not.toMatch(/^(\$JS|JS\.VIGIL)\.API\.>|^>$|^vigil\.>$|^\$KV|^\$O\./)
       }
       expect(p.subscribe.allow).not.toContain("_INBOX.>")
     }
@@ -263,17 +267,17 @@ describe.each(SERVICES)("service %s", (service: Service) => {
   })
 
   it("cannot create consumers (durable, filtered or push)", async () => {
-    const m = await jetstreamManager(nc(service), { checkAPI: false })
+    const m = await jetstreamManager(nc(service), jetStreamOptions(service))
     const rogue = `rogue_${service}`
     await expectRefused(
       m.consumers.add(STREAM_EVENTS, { durable_name: rogue, filter_subject: EVENTS_ALL, ack_policy: AckPolicy.None }),
       "publish",
-      /^\$JS\.API\.CONSUMER\./,
+      /^JS\.VIGIL\.API\.CONSUMER\./,
     )
     await expectRefused(
       m.consumers.add(STREAM_EVENTS, { deliver_subject: `_INBOX_${service}.push`, ack_policy: AckPolicy.None }),
       "publish",
-      /^\$JS\.API\.CONSUMER\./,
+      /^JS\.VIGIL\.API\.CONSUMER\./,
     )
     await expect(jsm.consumers.info(STREAM_EVENTS, rogue)).rejects.toThrow(/consumer not found/i)
   })
@@ -291,7 +295,7 @@ describe.each(SERVICES)("service %s", (service: Service) => {
     await expectRefused(
       client.consumers.get(foreign.stream, foreign.durable),
       "publish",
-      `$JS.API.CONSUMER.INFO.${foreign.stream}.${foreign.durable}`,
+      `${ROLE_JS_API}.CONSUMER.INFO.${foreign.stream}.${foreign.durable}`,
     )
   })
 
@@ -315,7 +319,9 @@ describe.each(SERVICES)("service %s", (service: Service) => {
     }
     await expectRefused(js(service).publish(KEYS_MANIFEST_SUBJECT, "evil"), "publish", KEYS_MANIFEST_SUBJECT)
 
-    await expectRefused(viaMsgGet.put("manifest", "evil"), "publish", `$KV.${KV_KEYS}.manifest`)
+    // The KV client writes under the role's API prefix; the bucket's own subject is refused as well.
+    await expectRefused(viaMsgGet.put("manifest", "evil"), "publish", `${ROLE_JS_API}.$KV.${KV_KEYS}.manifest`)
+    await expectRefused(js(service).publish(`$KV.${KV_KEYS}.manifest`, "evil"), "publish", `$KV.${KV_KEYS}.manifest`)
     expect((await adminKv.get("manifest"))?.string()).toBe(value)
   })
 
@@ -331,9 +337,12 @@ describe.each(SERVICES)("service %s", (service: Service) => {
 
 describe("prover", () => {
   it("answers proof requests from ops and siem, and can do nothing else", async () => {
-    const sub = nc("prover").subscribe("vigil.proof.checkpoint", {
+    // Each asker's import names it: ops asks vigil.proof.checkpoint, the prover receives vigil.proof.ops.checkpoint.
+    const seen: Array<string> = []
+    const sub = nc("prover").subscribe("vigil.proof.*.*", {
       max: 2,
       callback: (_err, m) => {
+        seen.push(`${m.subject} ${m.reply?.slice(0, 4)}`)
         m.respond(JSON.stringify({ ok: true }))
       },
     })
@@ -343,6 +352,7 @@ describe("prover", () => {
       expect(reply.json()).toEqual({ ok: true })
     }
     await sub.closed
+    expect(seen).toEqual(["vigil.proof.ops.checkpoint _R_.", "vigil.proof.siem.checkpoint _R_."])
     for (const t of EVENT_TYPES) await expectPublishRefused("prover", eventSubject("deny-prover", t))
     await expectPublishRefused("prover", "vigil.audit.checkpoint")
     await expectPlainPublishRefused("prover", "_INBOX_ops.forged")
@@ -369,11 +379,11 @@ describe("ops", () => {
   it("cannot subscribe outside its inbox nor create consumers", async () => {
     await expectSubscribeRefused("ops", "_INBOX.>")
     await expectSubscribeRefused("ops", EVENTS_ALL)
-    const m = await jetstreamManager(nc("ops"), { checkAPI: false })
+    const m = await jetstreamManager(nc("ops"), jetStreamOptions("ops"))
     await expectRefused(
       m.consumers.add(STREAM_EVENTS, { durable_name: "rogue_ops", ack_policy: AckPolicy.None }),
       "publish",
-      /^\$JS\.API\.CONSUMER\./,
+      /^JS\.VIGIL\.API\.CONSUMER\./,
     )
   })
 })
@@ -402,15 +412,15 @@ describe("siem", () => {
     await expectRefused(
       js("siem").consumers.get(STREAM_EVENTS, "auditor"),
       "publish",
-      "$JS.API.CONSUMER.INFO.VIGIL_EVENTS.auditor",
+      `${ROLE_JS_API}.CONSUMER.INFO.VIGIL_EVENTS.auditor`,
     )
     await expectSubscribeRefused("siem", AUDIT_ALL)
     await expectSubscribeRefused("siem", "_INBOX.>")
-    const jm = await jetstreamManager(nc("siem"), { checkAPI: false })
+    const jm = await jetstreamManager(nc("siem"), jetStreamOptions("siem"))
     await expectRefused(
       jm.consumers.add(STREAM_AUDIT, { deliver_subject: "_INBOX_siem.push", ack_policy: AckPolicy.None }),
       "publish",
-      /^\$JS\.API\.CONSUMER\./,
+      /^JS\.VIGIL\.API\.CONSUMER\./,
     )
   })
 })

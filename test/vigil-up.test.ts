@@ -1,11 +1,32 @@
 import { type ChildProcess, spawn } from "node:child_process"
+import { createHash } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { Kvm } from "@nats-io/kv"
 import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
-import { HEALTH_ALL, inboxPrefix, SERVICES } from "@vigil/events"
+import {
+  canonicalBytes,
+  eventSubject,
+  HEALTH_ALL,
+  inboxPrefix,
+  KV_KEYS,
+  SERVICES,
+  STREAM_EVENTS,
+  verifyEvent,
+} from "@vigil/events"
+import {
+  ensureDeploymentKeys,
+  homeSigningKeys,
+  KeyStore,
+  type Manifest,
+  manifestDigest,
+  rotateSigningKey,
+  signManifest,
+} from "@vigil/keys"
 import { isAlive } from "@vigil/runtime"
-import { freePort, startNats } from "@vigil/test"
+import { freePort, prepareHome, readStream, startNats } from "@vigil/test"
+import { Effect } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 
 const REPO = resolve(import.meta.dirname, "..")
@@ -27,8 +48,8 @@ afterAll(() => {
 })
 
 /** `vigil up --json` as a user runs it; resolves with the ready line, or rejects with the output on early exit. */
-const vigilUp = (home: string, port: number, auditPort = port + 1) => {
-  const args = ["up", "--json", "--home", home, "--port", String(port), "--audit-port", String(auditPort)]
+const vigilUp = (home: string, port: number, auditPort = port + 1, extra: ReadonlyArray<string> = []) => {
+  const args = ["up", "--json", "--home", home, "--port", String(port), "--audit-port", String(auditPort), ...extra]
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: REPO,
     stdio: ["ignore", "pipe", "pipe"],
@@ -130,6 +151,92 @@ describe("vigil up", () => {
     if (natsLeft) process.kill(ready.natsPid as number, "SIGTERM")
     expect(natsLeft, "the embedded nats-server outlived its supervisor").toBe(false)
   }, 60_000)
+
+  it("replaces junk squatting a key manifest version and refuses a different root-signed one, alerting as ops", async () => {
+    // An existing Vigil bus (`--nats`) with its users, streams and buckets, and a home whose manifest is at v2 (the
+    // dlp key rotated) of which the bus holds v1 already, as a previous `vigil up` left it.
+    const server = await startNats({ secure: true })
+    const th = await prepareHome(server)
+    homes.push(th.home.root)
+    await Effect.runPromise(rotateSigningKey("dlp").pipe(Effect.provide(KeyStore.layerFile(th.home.keys))))
+    const { chain } = await Effect.runPromise(homeSigningKeys(th.home.keys))
+    const [v1, v2] = chain.manifests as [Manifest, Manifest]
+    const admin = await server.connect("admin")
+    try {
+      const kv = await new Kvm(admin).open(KV_KEYS)
+      await kv.put("manifest.1", canonicalBytes(v1))
+      const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex")
+      const alerts = async () =>
+        (await readStream(admin, STREAM_EVENTS, eventSubject("ops", "alert.raised"))).map((m) => {
+          const v = verifyEvent(m.data, { keys: chain, maxBytes: 1 << 20, subject: m.subject })
+          if (!v.ok || v.event.type !== "alert.raised") throw new Error(`alert does not verify: ${JSON.stringify(v)}`)
+          return v.event
+        })
+      const start = async () => vigilUp(th.home.root, await freePort(), await freePort(), ["--nats", server.url])
+
+      // 1. Another v2 signed by the same root key (a fork of the chain): not overwritten, up refuses naming both
+      //    digests, one ops alert (v1, identical, raises none).
+      const { root } = await Effect.runPromise(
+        ensureDeploymentKeys([]).pipe(Effect.provide(KeyStore.layerFile(th.home.keys))),
+      )
+      const { rootKid: _k, sig: _s, ...unsigned } = v2
+      const fork = signManifest(root.seed, {
+        ...unsigned,
+        issuedAt: new Date(Date.parse(v2.issuedAt) + 1).toISOString(),
+      })
+      await kv.put("manifest.2", JSON.stringify(fork))
+      const refused = await start()
+      await expect(refused.ready).rejects.toThrow(/key manifest conflict: vigil_keys manifest\.2/)
+      expect(await refused.exited).toBe(1)
+      expect(refused.output()).toContain(`sha256 ${manifestDigest(fork)}`)
+      expect(refused.output()).toContain(`sha256 ${manifestDigest(v2)}`)
+      expect((await kv.get("manifest.2"))!.json()).toEqual(fork)
+      expect(await alerts()).toEqual([
+        expect.objectContaining({
+          source: "ops",
+          session: "ops",
+          data: expect.objectContaining({
+            rule: "key-manifest-conflict",
+            severity: "critical",
+            details: expect.objectContaining({
+              key: "manifest.2",
+              action: "refused",
+              storedSha256: manifestDigest(fork),
+              manifestSha256: manifestDigest(v2),
+            }),
+          }),
+        }),
+      ])
+
+      // 2. Junk that is no root-signed manifest squats v2: replaced by the real v2 (with an alert), and Vigil comes up.
+      await kv.put("manifest.2", "junk")
+      const run = await start()
+      const ready = await run.ready
+      expect(ready.manifestVersion).toBe(2)
+      const warnings = run
+        .output()
+        .split("\n")
+        .filter((l) => l.includes('"event":"warning"'))
+      expect(warnings).toEqual([expect.stringMatching(/replaced a bad entry under vigil_keys manifest\.2/)])
+      expect((await kv.get("manifest.1"))!.value).toEqual(canonicalBytes(v1))
+      expect((await kv.get("manifest.2"))!.value).toEqual(canonicalBytes(v2))
+      const all = await alerts()
+      expect(all).toHaveLength(2)
+      expect(all[1]).toMatchObject({
+        source: "ops",
+        data: {
+          rule: "key-manifest-conflict",
+          severity: "critical",
+          details: { key: "manifest.2", action: "replaced", stored: "not JSON", storedSha256: sha("junk") },
+        },
+      })
+      run.child.kill("SIGTERM")
+      expect(await run.exited).toBe(0)
+    } finally {
+      await admin.close()
+      await server.stop()
+    }
+  }, 120_000)
 
   it("refuses a port held by a server that is not Vigil's bus", async () => {
     const foreign = await startNats()

@@ -1,9 +1,10 @@
 import { existsSync } from "node:fs"
 import { join } from "node:path"
-import { jetstreamManager } from "@nats-io/jetstream"
+import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream"
 import { type NatsConnection, RequestError, TimeoutError } from "@nats-io/transport-node"
 import { logOrigin, noteVerifiers } from "@vigil/auditlog"
-import { inlineChecker, PROOF_SUBJECTS, STREAM_AUDIT, STREAM_EVENTS } from "@vigil/events"
+import { DEFAULTS, jetStreamOptions } from "@vigil/bus"
+import { inlineChecker, PROOF_SUBJECTS, STREAM_AUDIT, STREAM_EVENTS, verifyEvent } from "@vigil/events"
 import type { ManifestChain } from "@vigil/keys"
 import { leafHash, verifyInclusion } from "@vigil/merkle"
 import { openCheckpoint } from "@vigil/note"
@@ -161,7 +162,22 @@ export const proveInclusion = async (nc: NatsConnection, chain: ManifestChain, i
   }
 }
 
-/** One line of `vigil audit tail`. */
+/**
+ * What `vigil audit tail` could establish about one message. `verified`: an event that verifies as the services'
+ * consumers verify it (schema, signature, key known and authorised by the manifest chain for its type at its time,
+ * source, subject, freshness against the time the stream stored it), or an OCSF record that describes exactly the
+ * valid signed event the auditor's log holds at its leaf index. `refused`: it does not (the reason code is
+ * `verifyEvent`'s, or one of the record checks'); a forgery or a rejected message, never an audit entry.
+ * `unverified`: it could not be checked (the auditor did not answer for an OCSF record).
+ */
+export type TailVerdict =
+  | { readonly status: "verified" }
+  | { readonly status: "refused" | "unverified"; readonly reason: string; readonly detail: string }
+
+const VERIFIED: TailVerdict = { status: "verified" }
+const refused = (reason: string, detail: string): TailVerdict => ({ status: "refused", reason, detail })
+
+/** One line of `vigil audit tail`. Unless `verdict` is `verified`, every field but `seq` and `subject` is a claim. */
 export interface TailItem {
   readonly seq: number
   readonly subject: string
@@ -172,18 +188,108 @@ export interface TailItem {
   readonly id: string
   /** OCSF records: the Merkle leaf index of the event. */
   readonly leafIndex?: number
+  /** The parsed message, or null when it is not JSON. */
   readonly body: unknown
+  readonly verdict: TailVerdict
 }
 
 const OCSF_PREFIX = "vigil.audit.ocsf."
+/** The header names the auditor gives each OCSF record (services/auditor). */
+const HEADER_EVENT_ID = "Vigil-Event-Id"
+const HEADER_LEAF_INDEX = "Vigil-Leaf-Index"
 
-const toItem = (ocsf: boolean, m: { seq: number; subject: string; data: Uint8Array }): TailItem | undefined => {
-  if (ocsf && !m.subject.startsWith(OCSF_PREFIX)) return undefined
-  let body: Record<string, unknown>
+type Obj = Record<string, unknown>
+const objectOf = (v: unknown): Obj => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {})
+
+/** An event as the services' consumers judge it (libs/bus consumer: same limits, subject and freshness checks). */
+const eventVerdict = (m: StoredMsg, chain: ManifestChain): TailVerdict => {
+  const v = verifyEvent(m.data, {
+    keys: chain,
+    maxBytes: DEFAULTS.maxEventBytes,
+    subject: m.subject,
+    receivedAt: m.time.getTime(),
+    maxSkewMs: DEFAULTS.duplicateWindowMs,
+  })
+  return v.ok ? VERIFIED : refused(v.reason, v.detail)
+}
+
+/**
+ * An OCSF record is the auditor's unsigned rendering of a leaf, so it is checked against the log: its headers and
+ * body must name the same event id and leaf index, the auditor's log must hold a valid signed event at that index
+ * (checked here under the manifest chain), and the record's event id, type, source, session, kid and sig must be that
+ * event's. The leaf is the auditor's answer; `vigil audit proof <id>` proves it against a signed checkpoint.
+ */
+const recordVerdict = async (nc: NatsConnection, chain: ManifestChain, m: StoredMsg, body: Obj) => {
+  const vigil = objectOf(objectOf(body.unmapped).vigil)
+  const headerId = m.header?.get(HEADER_EVENT_ID) ?? ""
+  const headerIndex = m.header?.get(HEADER_LEAF_INDEX) ?? ""
+  if (headerId === "" || !/^\d{1,15}$/.test(headerIndex)) {
+    return refused("record_unbound", `no ${HEADER_EVENT_ID} or ${HEADER_LEAF_INDEX} header`)
+  }
+  const index = Number(headerIndex)
+  const uid = objectOf(body.metadata).uid
+  if (vigil.event_id !== headerId || vigil.leaf_index !== index || (uid !== undefined && uid !== headerId)) {
+    return refused(
+      "record_mismatch",
+      `headers name event ${headerId} at leaf ${index}, the record event ${String(vigil.event_id)} at leaf ${String(vigil.leaf_index)}`,
+    )
+  }
+  let answer: Obj
   try {
-    body = JSON.parse(Buffer.from(m.data).toString("utf8")) as Record<string, unknown>
-  } catch {
-    return { seq: m.seq, subject: m.subject, time: "", kind: "(not JSON)", session: "", id: "", body: null }
+    answer = objectOf((await nc.request(PROOF_SUBJECTS.entry, JSON.stringify({ index }), { timeout: 5_000 })).json())
+  } catch (e) {
+    return {
+      status: "unverified",
+      reason: "log_unavailable",
+      detail: `no answer from the auditor on ${PROOF_SUBJECTS.entry}: ${(e as Error).message}`,
+    } satisfies TailVerdict
+  }
+  if (answer.ok !== true || typeof answer.leaf !== "string") {
+    return refused("not_in_log", `the auditor's log has no leaf ${index}: ${String(answer.error ?? "no leaf")}`)
+  }
+  const leaf = new Uint8Array(Buffer.from(answer.leaf, "base64"))
+  const judged = await checkChunk(index, [leaf], chain, inlineChecker)
+  if (judged.failure !== undefined) {
+    return refused(`leaf_${judged.failure.reason}`, `leaf ${index}: ${judged.failure.detail}`)
+  }
+  const event = JSON.parse(Buffer.from(leaf).toString("utf8")) as Obj
+  const fields: ReadonlyArray<[string, unknown]> = [
+    ["event_id", event.id],
+    ["event_type", event.type],
+    ["source", event.source],
+    ["session", event.session],
+    ["kid", event.kid],
+    ["sig", event.sig],
+  ]
+  for (const [field, value] of fields) {
+    if (vigil[field] !== value) {
+      return refused(
+        "record_mismatch",
+        `the record's ${field} is not that of leaf ${index} (event ${String(event.id)})`,
+      )
+    }
+  }
+  return VERIFIED
+}
+
+const toItem = async (nc: NatsConnection, ocsf: boolean, m: StoredMsg, chain: ManifestChain): Promise<TailItem> => {
+  let body: Obj
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(m.data).toString("utf8"))
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not a JSON object")
+    body = parsed as Obj
+  } catch (e) {
+    const detail = `not a JSON object: ${(e as Error).message}`
+    return {
+      seq: m.seq,
+      subject: m.subject,
+      time: "",
+      kind: "",
+      session: "",
+      id: "",
+      body: null,
+      verdict: refused("invalid_json", detail),
+    }
   }
   if (!ocsf) {
     return {
@@ -194,9 +300,10 @@ const toItem = (ocsf: boolean, m: { seq: number; subject: string; data: Uint8Arr
       session: String(body.session ?? ""),
       id: String(body.id ?? ""),
       body,
+      verdict: eventVerdict(m, chain),
     }
   }
-  const vigil = ((body.unmapped as Record<string, unknown> | undefined)?.vigil ?? {}) as Record<string, unknown>
+  const vigil = objectOf(objectOf(body.unmapped).vigil)
   const time = typeof body.time === "number" ? new Date(body.time).toISOString() : ""
   return {
     seq: m.seq,
@@ -204,9 +311,10 @@ const toItem = (ocsf: boolean, m: { seq: number; subject: string; data: Uint8Arr
     time,
     kind: `${String(body.class_name ?? "?")}/${String(body.activity_name ?? "?")}`,
     session: String(vigil.session ?? ""),
-    id: String(vigil.event_id ?? (body.metadata as Record<string, unknown> | undefined)?.uid ?? ""),
+    id: String(vigil.event_id ?? objectOf(body.metadata).uid ?? ""),
     ...(typeof vigil.leaf_index === "number" ? { leafIndex: vigil.leaf_index } : {}),
     body,
+    verdict: await recordVerdict(nc, chain, m, body),
   }
 }
 
@@ -221,28 +329,52 @@ export const tailStream = async (
     readonly n: number
     readonly follow: boolean
     readonly onItem: (item: TailItem) => void
+    /** What events (and the leaves behind OCSF records) are verified against. */
+    readonly chain: ManifestChain
+    /** Re-reads the manifest chain; tried (at most once a second) when a key is unknown or not yet valid. */
+    readonly reloadChain?: () => ManifestChain
     readonly pollMs?: number
     readonly signal?: AbortSignal
   },
 ): Promise<void> => {
-  const jsm = await jetstreamManager(nc, { checkAPI: false })
+  const jsm = await jetstreamManager(nc, jetStreamOptions("ops"))
   const stream = opts.ocsf ? STREAM_AUDIT : STREAM_EVENTS
   const get = async (seq: number) => {
     const m = await jsm.direct.getMessage(stream, { seq }).catch(() => null)
-    return m === null ? undefined : toItem(opts.ocsf, m)
+    return m === null || (opts.ocsf && !m.subject.startsWith(OCSF_PREFIX)) ? undefined : m
+  }
+  let chain = opts.chain
+  let reloadedAt = Number.NEGATIVE_INFINITY
+  /** The message's line; a key the chain does not know (yet) may be a rotation since start: re-read it and retry. */
+  const judge = async (m: StoredMsg): Promise<TailItem> => {
+    const item = await toItem(nc, opts.ocsf, m, chain)
+    const reason = item.verdict.status === "refused" ? item.verdict.reason.replace(/^leaf_/, "") : ""
+    if (opts.reloadChain === undefined || (reason !== "unknown_key" && reason !== "key_not_yet_valid")) return item
+    if (performance.now() - reloadedAt < 1_000) return item
+    reloadedAt = performance.now()
+    let next: ManifestChain
+    try {
+      next = opts.reloadChain()
+    } catch {
+      return item
+    }
+    if (next.latest.version <= chain.latest.version) return item
+    chain = next
+    return toItem(nc, opts.ocsf, m, chain)
   }
   const info = await jsm.streams.info(stream)
   let cursor = info.state.last_seq
   const first = Math.max(1, info.state.first_seq)
-  const found: TailItem[] = []
+  const found: StoredMsg[] = []
   for (let hi = cursor; hi >= first && found.length < opts.n; hi -= 32) {
     const seqs: number[] = []
     for (let s = hi; s > hi - 32 && s >= first; s--) seqs.push(s)
-    for (const item of await Promise.all(seqs.map(get))) {
-      if (item !== undefined && found.length < opts.n) found.push(item)
+    for (const m of await Promise.all(seqs.map(get))) {
+      if (m !== undefined && found.length < opts.n) found.push(m)
     }
   }
-  for (const item of found.reverse()) opts.onItem(item)
+  // Judged in order: a reload of the chain then holds for every later message.
+  for (const m of found.reverse()) opts.onItem(await judge(m))
   const stopped = () => opts.signal?.aborted === true
   while (opts.follow && !stopped()) {
     await new Promise<void>((resolve) => {
@@ -255,8 +387,8 @@ export const tailStream = async (
     if (stopped()) break
     const last = (await jsm.streams.info(stream)).state.last_seq
     for (let seq = cursor + 1; seq <= last && !stopped(); seq++) {
-      const item = await get(seq)
-      if (item !== undefined) opts.onItem(item)
+      const m = await get(seq)
+      if (m !== undefined) opts.onItem(await judge(m))
     }
     cursor = Math.max(cursor, last)
   }

@@ -27,7 +27,9 @@ export const AUDIT_USAGE = `usage: vigil audit <verify|proof|tail> [options]
   proof <event-id>             ask the auditor for the event's inclusion proof and verify it and the checkpoint
   tail [--n N] [--ocsf] [--follow]
                                the last N (default 20) events, or OCSF records with their leaf indexes; --follow
-                               keeps printing new ones until Ctrl-C
+                               keeps printing new ones until Ctrl-C. Each is verified as the services verify
+                               events (OCSF records: against the auditor's leaf); one that does not verify is
+                               printed as "REFUSED <reason>: …" ("verified": false in --json): not an audit entry
 
 options:
   --home DIR    Vigil home (default $VIGIL_HOME or ./.vigil)
@@ -285,13 +287,22 @@ const tailCommand = async (
   json: boolean,
   io: AuditIo,
 ): Promise<number> => {
+  const { chain } = readHomeTrust(home)
   const url = busUrl(home, nats)
   const nc = await connectOps(home, url)
   const stop = new AbortController()
   const onSignal = () => stop.abort()
   process.once("SIGINT", onSignal)
   process.once("SIGTERM", onSignal)
+  let shown = 0
+  let notVerified = 0
   const print = (item: TailItem) => {
+    shown++
+    if (item.verdict.status !== "verified") {
+      notVerified++
+      printUnverified(item, item.verdict, ocsf, json, io)
+      return
+    }
     if (json) {
       io.out(
         JSON.stringify(
@@ -304,6 +315,7 @@ const tailCommand = async (
                 session: item.session,
                 id: item.id,
                 leafIndex: item.leafIndex ?? null,
+                verified: true,
                 record: item.body,
               }
             : {
@@ -313,6 +325,7 @@ const tailCommand = async (
                 type: item.kind,
                 session: item.session,
                 id: item.id,
+                verified: true,
                 event: item.body,
               },
         ),
@@ -325,7 +338,15 @@ const tailCommand = async (
     )
   }
   try {
-    await tailStream(nc, { ocsf, n, follow, onItem: print, signal: stop.signal })
+    await tailStream(nc, {
+      ocsf,
+      n,
+      follow,
+      onItem: print,
+      chain,
+      reloadChain: () => readHomeTrust(home).chain,
+      signal: stop.signal,
+    })
   } catch (e) {
     if (stop.signal.aborted) return 0
     throw new AuditCheckFailed(`cannot read ${ocsf ? "VIGIL_AUDIT" : "VIGIL_EVENTS"}: ${(e as Error).message}`)
@@ -333,6 +354,63 @@ const tailCommand = async (
     process.off("SIGINT", onSignal)
     process.off("SIGTERM", onSignal)
     await nc.close().catch(() => undefined)
+    if (notVerified > 0) {
+      io.err(
+        `vigil audit tail: ${notVerified} of ${shown} ${ocsf ? "records" : "messages"} shown did not verify (the lines marked REFUSED or UNVERIFIED): do not take them for audit entries\n`,
+      )
+    }
   }
   return 0
+}
+
+/** Text from a message that did not verify, fit for one terminal line: no control characters, bounded. */
+const claim = (text: string, max = 64): string => {
+  const cleaned = text.replace(/\p{C}/gu, "?")
+  return cleaned.length > max ? `${cleaned.slice(0, max)}…` : cleaned
+}
+
+/**
+ * A message that did not verify. Text: a line that starts with REFUSED (or UNVERIFIED when it could not be checked)
+ * and its reason, never with a timestamp as entries do, whatever it claims to be (claims are quoted, cleaned and
+ * cut). JSON: `verified: false` with the reason; what it claims is under `claimed` and its body under `raw`, so a
+ * reader that looks for `event`, `record` or `id` at the top level never takes it for an entry.
+ */
+const printUnverified = (
+  item: TailItem,
+  verdict: Exclude<TailItem["verdict"], { status: "verified" }>,
+  ocsf: boolean,
+  json: boolean,
+  io: AuditIo,
+) => {
+  const mark = verdict.status === "refused" ? "REFUSED" : "UNVERIFIED"
+  if (json) {
+    io.out(
+      JSON.stringify({
+        seq: item.seq,
+        subject: item.subject,
+        verified: false,
+        status: verdict.status,
+        reason: verdict.reason,
+        detail: verdict.detail,
+        claimed: {
+          time: item.time,
+          [ocsf ? "class" : "type"]: item.kind,
+          session: item.session,
+          id: item.id,
+          ...(ocsf ? { leafIndex: item.leafIndex ?? null } : {}),
+        },
+        raw: item.body,
+      }),
+    )
+    return
+  }
+  const claims = [
+    `${ocsf ? "record of" : "claims"} ${JSON.stringify(claim(item.kind))}`,
+    `id ${JSON.stringify(claim(item.id))}`,
+    `session ${JSON.stringify(claim(item.session))}`,
+    ...(ocsf && item.leafIndex !== undefined ? [`leaf ${item.leafIndex}`] : []),
+  ].join(" ")
+  io.out(
+    `${mark} ${verdict.reason}: seq ${item.seq} ${claim(item.subject, 256)} ${claims}: ${claim(verdict.detail, 300)}`,
+  )
 }

@@ -2,7 +2,14 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
 import type { Event } from "@vigil/events"
-import { compileBundle, formatTestReport, listRoles, packBundle, runPolicyTests } from "@vigil/policy"
+import {
+  compileBundle,
+  formatTestReport,
+  listRoles,
+  packBundle,
+  runPolicyTests,
+  type SignedBundle,
+} from "@vigil/policy"
 import { homeAt } from "@vigil/runtime"
 import { Effect } from "effect"
 import { connectRole, recordedBusUrl } from "./creds.ts"
@@ -13,7 +20,8 @@ const USAGE = `usage: vigil policy <command> [options]
 commands:
   test              run policies/tests/* against the default bundle and every role bundle; non-zero on any failure
   check             validate every bundle (default and each role) against policies/schema.cedarschema
-  bundle            sign the bundle with the deployment root key and publish it to the running bus (hot reload)
+  bundle            sign the bundle with the deployment root key as the next version and publish it to the
+                    running bus (hot reload)
   what-if FILE      decide a recorded intent.proposed event (JSON file) with a bundle, without the bus
 
 options:
@@ -86,17 +94,19 @@ export const runPolicyCli = async (argv: ReadonlyArray<string>): Promise<number>
         )
         return 2
       }
-      const bundle = await Effect.runPromise(signedBundleFrom(home, values.role ?? null, dir))
       const nc = await connectRole(url, home, "admin")
+      let bundle: SignedBundle
       try {
+        // Signed as the next version after the one stored on the bus: the policy service refuses a lower one.
+        bundle = await Effect.runPromise(signedBundleFrom(home, values.role ?? null, { dir, bus: nc }))
         await publishBundle(nc, bundle)
       } finally {
         await nc.close()
       }
       out(
         values.json === true
-          ? JSON.stringify({ published: bundle.digest, role: values.role ?? null })
-          : `published bundle ${bundle.digest} (${values.role ?? "default"})`,
+          ? JSON.stringify({ published: bundle.digest, version: bundle.version, role: values.role ?? null })
+          : `published bundle ${bundle.digest} version ${bundle.version} (${values.role ?? "default"})`,
       )
       return 0
     }

@@ -1,12 +1,32 @@
 import { spawnSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { createHash } from "node:crypto"
+import { readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Kvm } from "@nats-io/kv"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { HEARTBEAT_MS, provision } from "@vigil/bus"
-import { HEALTH_ALL, KEYS_MANIFEST_SUBJECT, KV_KEYS, SERVICES, type Service } from "@vigil/events"
-import { ensureManifest, KeyStore, type ManifestChain } from "@vigil/keys"
+import { ackedPublisher, HEARTBEAT_MS, NotStored, provision } from "@vigil/bus"
+import {
+  canonicalBytes,
+  type EventData,
+  eventSubject,
+  HEALTH_ALL,
+  inboxPrefix,
+  KEYS_MANIFEST_SUBJECT,
+  KV_KEYS,
+  SERVICES,
+  type Service,
+  signEventEncoded,
+} from "@vigil/events"
+import {
+  ensureDeploymentKeys,
+  ensureManifest,
+  KeyStore,
+  type ManifestChain,
+  manifestDigest,
+  ROOT_PUBLIC_KEY_FILE,
+  verifyManifest,
+} from "@vigil/keys"
 import { renderServerConf } from "@vigil/natsconf"
 import { type Child, ensureHome, type Home, spawnChild, stopChild, tcpReachable, waitFor } from "@vigil/runtime"
 import { Data, Deferred, Effect, type Scope } from "effect"
@@ -133,21 +153,182 @@ const startBus = (opts: UpOptions) =>
     return { url, embedded: true as const, pid: child.pid }
   })
 
-/** Publish every manifest version to the KV bucket services follow (idempotent: an existing version is skipped). */
-const publishManifests = (nc: NatsConnection, chain: ManifestChain) =>
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+/** What a KV entry under `manifest.<n>` holds: its digest (SHA-256 of its canonical JSON, else of its raw bytes). */
+const storedManifest = (raw: Uint8Array): { readonly json: boolean; readonly parsed?: unknown; sha256: string } => {
+  try {
+    const parsed: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw))
+    return { json: true, parsed, sha256: sha256(canonicalBytes(parsed)) }
+  } catch {
+    return { json: false, sha256: sha256(raw) }
+  }
+}
+
+/** Text from a stored entry, fit for a terminal line and an alert summary: short, no control characters. */
+const printable = (text: string) => text.slice(0, 200).replace(/\p{C}/gu, "?")
+
+/**
+ * Raise `alert.raised` signed with the home's `ops` key, on `vigil.ev.ops.alert.raised` with an acked JetStream
+ * publish (`Nats-Msg-Id` = the fresh, random event id; a duplicate ack for it is not success: NATS-NOTES trap 10).
+ * Sent as the `ops` NATS user; where the bus does not let ops publish it (a permission refusal), through the
+ * provisioner's (`admin`) connection instead: the signature, not the NATS user, is what consumers trust. Resolves to
+ * a sentence saying how it went; never rejects (the alert must not mask the failure it reports).
+ */
+const raiseOpsAlert = async (
+  url: string,
+  home: Home,
+  admin: NatsConnection,
+  chain: ManifestChain,
+  data: EventData<"alert.raised">,
+): Promise<string> => {
+  try {
+    const { keys } = await Effect.runPromise(
+      ensureDeploymentKeys(["ops"] as const).pipe(Effect.provide(KeyStore.layerFile(home.keys))),
+    )
+    const { event, bytes } = signEventEncoded(keys.ops, { type: "alert.raised", session: "ops", data })
+    const subject = eventSubject(event.session, event.type)
+    const grant = chain.resolve(keys.ops.kid, Date.parse(event.time))
+    const caveat =
+      grant.ok && grant.key.types.has("alert.raised")
+        ? ""
+        : ` (manifest v${chain.latest.version} does not let the ops key sign alert.raised now: consumers will refuse it)`
+    const send = async (nc: NatsConnection, role: string) => {
+      const acked = ackedPublisher(nc, inboxPrefix(role), 5_000)
+      try {
+        const ack = await acked.publish(subject, bytes, { msgId: event.id })
+        if (ack.duplicate) throw new NotStored(`the stream already held id ${event.id}: not stored`, false)
+      } finally {
+        acked.close()
+      }
+    }
+    let ops: NatsConnection | undefined
+    try {
+      ops = await connectRole(url, home, "ops", { name: `vigil-up-ops-${process.pid}` })
+      await send(ops, "ops")
+      return `alert ${event.id} raised as ops${caveat}`
+    } catch (e) {
+      if (!(e instanceof NotStored && e.refused)) throw e
+      await send(admin, "admin")
+      return `alert ${event.id} raised (signed by ops; sent through the admin connection: the ops NATS user may not publish ${subject})${caveat}`
+    } finally {
+      await ops?.close().catch(() => undefined)
+    }
+  } catch (e) {
+    return `the alert could not be published: ${e instanceof Error ? e.message : String(e)}`
+  }
+}
+
+/**
+ * Publish every manifest version to the KV bucket services follow, as its canonical bytes. A version the bucket
+ * already holds is compared, never taken on trust (a squatted key must not hold back the real version forever):
+ *
+ * - the same canonical bytes: skipped;
+ * - another manifest that the deployment root key signed for that version: a fork of the chain (two different
+ *   root-signed v<n>): nothing is overwritten, a critical `alert.raised` (rule `key-manifest-conflict`) is raised
+ *   as `ops`, and `vigil up` stops with an {@link UpError} naming both SHA-256s — only a person can tell which one
+ *   is the deployment's;
+ * - anything else (not JSON, not a manifest, not signed by this root, or a root-signed manifest of another version):
+ *   the same alert, and the entry is *replaced* by the real version (a compare-and-set on its revision). Every
+ *   reader verifies a manifest under the root key, so such an entry grants nothing to anyone; refusing to start
+ *   would only hand whoever could write it (bus credentials, no root key) a way to keep Vigil down. Replacing it
+ *   costs the attacker nothing they had, and the alert keeps the attempt (its digest) on the record.
+ */
+const publishManifests = (
+  nc: NatsConnection,
+  chain: ManifestChain,
+  ctx: { readonly url: string; readonly home: Home; readonly warn: (message: string, details: object) => void },
+) =>
   Effect.tryPromise({
     try: async () => {
       const kv = await new Kvm(nc).open(KV_KEYS)
+      const rootPublicKey = new Uint8Array(
+        Buffer.from(readFileSync(join(ctx.home.keys, ROOT_PUBLIC_KEY_FILE), "utf8").trim(), "base64url"),
+      )
+      /** A create/update that lost a race (the entry changed since it was read) is retried twice after a re-read. */
+      const written = async (attempt: number, write: () => Promise<number>) => {
+        try {
+          await write()
+          return true
+        } catch (e) {
+          if (attempt >= 3) throw e
+          return false
+        }
+      }
       for (const m of chain.manifests) {
         const key = `manifest.${m.version}`
-        const existing = await kv.get(key)
-        if (existing === null || existing.operation !== "PUT") await kv.put(key, JSON.stringify(m))
+        const ours = canonicalBytes(m)
+        const ourSha = manifestDigest(m)
+        // The alert raised for this key (once per stored value, however often the loop reads it).
+        let alert: { readonly sha256: string; readonly how: string } | undefined
+        for (let attempt = 1; ; attempt++) {
+          const existing = await kv.get(key)
+          if (existing === null || existing.operation !== "PUT") {
+            if (await written(attempt, () => kv.create(key, ours))) break
+            continue
+          }
+          const stored = storedManifest(existing.value)
+          if (stored.sha256 === ourSha) break
+          const verdict = verifyManifest(rootPublicKey, stored.parsed)
+          const rootSigned = verdict.ok && verdict.manifest.version === m.version
+          const what = rootSigned
+            ? `another manifest v${m.version} signed by this deployment's root key`
+            : `something that is not a manifest v${m.version} signed by this deployment's root key (${
+                !stored.json
+                  ? "not JSON"
+                  : verdict.ok
+                    ? `a manifest v${verdict.manifest.version}`
+                    : `${verdict.reason}: ${printable(verdict.detail)}`
+              })`
+          if (alert?.sha256 !== stored.sha256) {
+            const how = await raiseOpsAlert(ctx.url, ctx.home, nc, chain, {
+              rule: "key-manifest-conflict",
+              severity: "critical",
+              summary:
+                `The key manifest bucket ${KV_KEYS} holds ${what} under ${key} (sha256 ${stored.sha256}), not this ` +
+                `deployment's manifest v${m.version} (sha256 ${ourSha}); vigil up ` +
+                (rootSigned ? "refused to overwrite it and did not start." : "replaced it with the real one."),
+              evidence: [],
+              details: {
+                bucket: KV_KEYS,
+                key,
+                version: m.version,
+                storedSha256: stored.sha256,
+                manifestSha256: ourSha,
+                storedRevision: existing.revision,
+                stored: rootSigned
+                  ? "root-signed manifest"
+                  : !stored.json
+                    ? "not JSON"
+                    : verdict.ok
+                      ? `manifest v${verdict.manifest.version}`
+                      : verdict.reason,
+                action: rootSigned ? "refused" : "replaced",
+              },
+            })
+            alert = { sha256: stored.sha256, how }
+          }
+          if (rootSigned) {
+            throw fail(
+              `key manifest conflict: ${KV_KEYS} ${key} holds a different root-signed manifest v${m.version} ` +
+                `(sha256 ${stored.sha256}) than this home's (sha256 ${ourSha}); not overwritten. Find out which ` +
+                `one the deployment issued before starting again; ${alert.how}.`,
+            )
+          }
+          if (await written(attempt, () => kv.update(key, ours, existing.revision))) {
+            ctx.warn(
+              `replaced a bad entry under ${KV_KEYS} ${key} (sha256 ${stored.sha256}) with manifest v${m.version} (sha256 ${ourSha}); ${alert.how}`,
+              { key, version: m.version, storedSha256: stored.sha256, manifestSha256: ourSha, alert: alert.how },
+            )
+            break
+          }
+        }
         // A plain publish (no reply subject): running services append it to their verified chain.
-        nc.publish(KEYS_MANIFEST_SUBJECT, JSON.stringify(m))
+        nc.publish(KEYS_MANIFEST_SUBJECT, ours)
       }
       await nc.flush()
     },
-    catch: (cause) => fail("cannot publish the key manifest to the bus", cause),
+    catch: (cause) => (cause instanceof UpError ? cause : fail("cannot publish the key manifest to the bus", cause)),
   })
 
 /** Latest heartbeat of each service, from `vigil.health.*`. */
@@ -187,9 +368,16 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
       Effect.promise(() => nc.drain().catch(() => undefined)),
     )
     yield* provision(admin).pipe(Effect.mapError((e) => fail("provisioning JetStream failed", e)))
-    yield* publishManifests(admin, chain)
+    yield* publishManifests(admin, chain, {
+      url: bus.url,
+      home,
+      warn: (message, details) =>
+        opts.out(opts.json ? JSON.stringify({ event: "warning", message, ...details }) : `vigil: warning: ${message}`),
+    })
     // The policy bundle is signed here (root key) and verified by the policy service before it decides anything.
-    const bundle = yield* signedBundleFrom(home, opts.role ?? null).pipe(Effect.mapError((e) => fail(e.message, e)))
+    const bundle = yield* signedBundleFrom(home, opts.role ?? null, { bus: admin }).pipe(
+      Effect.mapError((e) => fail(e.message, e)),
+    )
     yield* Effect.tryPromise({
       try: () => publishBundle(admin, bundle),
       catch: (cause) => fail("cannot publish the policy bundle", cause),

@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { BusConfig, consumeBatches, DeadLetters, Nats, Trust, Verifier } from "@vigil/bus"
+import { BusConfig, consumeBatches, DeadLetters, Nats, Signer, Trust, Verifier } from "@vigil/bus"
 import {
   AUDITOR_DURABLE,
   blobRefOf,
@@ -196,7 +196,10 @@ const verifiedConsume = async (
   })
   const seed = server.creds.admin?.seed
   const bus = DeadLetters.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(Nats.layer, Trust.layerStatic(th.chain), Verifier.layer())),
+    // The auditor's key signs the DLQ records of anything this stand-in for the auditor refuses.
+    Layer.provideMerge(
+      Layer.mergeAll(Nats.layer, Signer.layer(th.keys.auditor), Trust.layerStatic(th.chain), Verifier.layer()),
+    ),
     Layer.provideMerge(
       BusConfig.layer({
         url: server.url,

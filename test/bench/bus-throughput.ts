@@ -19,6 +19,7 @@ import {
   consume,
   DEFAULTS,
   DeadLetters,
+  jetStreamOptions,
   Nats,
   Publisher,
   Signer,
@@ -114,6 +115,8 @@ const draftFor = (i: number): Draft<typeof TYPE> => ({
 
 interface Keys {
   readonly producer: SigningKey
+  /** The consuming service's key: it signs the DLQ records of what it refuses. */
+  readonly consumer: SigningKey
   readonly chain: ManifestChain
 }
 
@@ -124,6 +127,14 @@ const makeKeys = (): Keys => {
   const seed = randomSeed()
   const publicKey = nodeEd25519.publicKey(seed)
   const producer: SigningKey = { principal: PRODUCER, kid: keyIdOf(publicKey), seed, publicKey }
+  const consumerSeed = randomSeed()
+  const consumerPublicKey = nodeEd25519.publicKey(consumerSeed)
+  const consumer: SigningKey = {
+    principal: CONSUMER,
+    kid: keyIdOf(consumerPublicKey),
+    seed: consumerSeed,
+    publicKey: consumerPublicKey,
+  }
   const issuedAt = new Date(Date.now() - 60_000).toISOString()
   const unsigned = buildManifest({
     deployment: "bench",
@@ -132,12 +143,12 @@ const makeKeys = (): Keys => {
     prev: null,
     keys: [
       { principal: PRODUCER, publicKey },
-      { principal: CONSUMER, publicKey: nodeEd25519.publicKey(randomSeed()) },
+      { principal: CONSUMER, publicKey: consumerPublicKey },
     ],
   })
   const chain = ManifestChain.make(rootPub, [signManifest(rootSeed, unsigned)])
   if (Result.isFailure(chain)) throw new Error(`manifest: ${chain.failure.message}`)
-  return { producer, chain: chain.success }
+  return { producer, consumer, chain: chain.success }
 }
 
 /** Fresh VIGIL_EVENTS stream and durable, as libs/bus's provisioner configures them. */
@@ -205,8 +216,8 @@ const rawRound = async (ctx: Ctx, round: number, transport: "js" | "acked" = "js
   const pubNc = await ctx.server.connect(PRODUCER)
   const subNc = await ctx.server.connect(CONSUMER)
   try {
-    const js = jetstream(pubNc, { checkAPI: false })
-    const consumer = await jetstream(subNc, { checkAPI: false }).consumers.get(STREAM_EVENTS, DURABLE)
+    const js = jetstream(pubNc, jetStreamOptions(PRODUCER))
+    const consumer = await jetstream(subNc, jetStreamOptions(CONSUMER)).consumers.get(STREAM_EVENTS, DURABLE)
     const messages = await consumer.consume({ max_messages: ctx.batch })
     let consumed = 0
     const done = (async () => {
@@ -252,7 +263,9 @@ const busLayers = (ctx: Ctx) => {
     Layer.provideMerge(settings(PRODUCER)),
   )
   const consumer = DeadLetters.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(Nats.layer, Trust.layerStatic(ctx.keys.chain), Verifier.layer())),
+    Layer.provideMerge(
+      Layer.mergeAll(Nats.layer, Signer.layer(ctx.keys.consumer), Trust.layerStatic(ctx.keys.chain), Verifier.layer()),
+    ),
     Layer.provideMerge(settings(CONSUMER)),
   )
   return { producer, consumer }

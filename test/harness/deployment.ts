@@ -4,7 +4,6 @@ import {
   type ConsumerHandle,
   consume,
   DeadLetters,
-  derivedEventId,
   type Handler,
   HandlerError,
   Nats,
@@ -240,11 +239,11 @@ export const taskDraft = (
   ...overrides,
 })
 
-/** DLP's answer to a task: `prompt.screened` with the deterministic id for this input, caused by it. */
-export const screenedDraft = (input: Event<"task.submitted">): Draft<"prompt.screened"> =>
+/** DLP's answer to a task: `prompt.screened` under `id` (the publisher's derived id for this input), caused by it. */
+export const screenedDraft = (input: Event<"task.submitted">, id: string): Draft<"prompt.screened"> =>
   followUp(input, {
     type: "prompt.screened",
-    id: derivedEventId(input.id, "dlp"),
+    id,
     data: { task: input.id, verdict: "clean", findings: [] },
     blobs: { masked: input.blobs?.prompt ?? BLOB },
   })
@@ -256,7 +255,7 @@ export const screenHandler =
     Effect.gen(function* () {
       onInvoke?.(event, delivery.deliveryCount)
       const publisher = yield* Publisher
-      yield* publisher.publish(screenedDraft(event))
+      yield* publisher.publish(screenedDraft(event, publisher.derivedId(event.id, "dlp")))
     }).pipe(Effect.mapError((cause) => new HandlerError({ message: `follow-up of ${event.id} failed`, cause })))
 
 /** DLP's durable for its `task.submitted` input. */

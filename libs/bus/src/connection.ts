@@ -1,6 +1,6 @@
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream"
 import { connect, type NatsConnection, nkeyAuthenticator } from "@nats-io/transport-node"
-import { inboxPrefix } from "@vigil/events"
+import { inboxPrefix, jsApiPrefix } from "@vigil/events"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { BusConfig } from "./config.ts"
 import { BusConnectError } from "./errors.ts"
@@ -36,9 +36,15 @@ export class Nats extends Context.Service<
         // Drain flushes pending acks and publishes before closing, so a clean shutdown loses nothing.
         (nc) => Effect.promise(() => nc.drain().catch(() => nc.close())),
       )
-      // `checkAPI: false`: services have no `$JS.API.INFO` permission and need none to publish with acks.
-      const js = jetstream(nc, { checkAPI: false })
+      const js = jetstream(nc, jetStreamOptions(cfg.user))
       return Nats.of({ nc, js, user: cfg.user })
     }),
   )
 }
+
+/**
+ * JetStream context options for a NATS user: its API prefix (the store account's API as imported into the user's
+ * own account, ADR 0017), and `checkAPI: false` since no user but the provisioner may call `$JS.API.INFO` (none
+ * needs it to publish with acks).
+ */
+export const jetStreamOptions = (user: string) => ({ checkAPI: false, apiPrefix: jsApiPrefix(user) }) as const

@@ -318,9 +318,10 @@ const bindDurable = (opts: ConsumeOptions) =>
 
 /**
  * Bind to a pre-created durable and hand every event that verifies (schema, signature, key authorised for the
- * type, key valid at the event's time, fresh) to `handler`. Anything else is dead-lettered with its reason and
- * acked, so bad input is never redelivered forever and never reaches a handler. Handler failures are nak'ed with
- * backoff and dead-lettered as `handler_failed` on the last allowed delivery.
+ * type, key valid at the event's time, fresh, key still valid and authorised when the stream stored it) to
+ * `handler`. Anything else is dead-lettered with its reason (a record signed with this service's key) and acked,
+ * so bad input is never redelivered forever and never reaches a handler. Handler failures are nak'ed with backoff
+ * and dead-lettered as `handler_failed` on the last allowed delivery.
  *
  * The consumer runs in a fiber of the current scope; closing the scope stops pulling and lets in-flight handlers
  * finish (for a few seconds) before the connection drains.

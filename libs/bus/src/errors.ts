@@ -14,6 +14,8 @@ export class PublishError extends Data.TaggedError("PublishError")<{
   readonly subject: string
   readonly eventId: string
   readonly refused: boolean
+  /** Another publisher stored a different message under this id first (NATS-NOTES trap 10). */
+  readonly squatted?: { readonly seq: number; readonly why: string }
   readonly cause: unknown
 }> {}
 

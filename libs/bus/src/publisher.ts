@@ -1,28 +1,35 @@
-import { createHash } from "node:crypto"
+import { jetstreamManager } from "@nats-io/jetstream"
 import { headers as natsHeaders } from "@nats-io/transport-node"
 import {
   type Draft,
+  derivedEventId,
   type Envelope,
   type Event,
   type EventType,
   encodeEvent,
+  eventIdKey,
   eventSubject,
+  fastEd25519,
   HEADER_TRACEPARENT,
   inboxPrefix,
+  newEventId,
+  STREAM_EVENTS,
   signEventEncoded,
+  signingBytes,
 } from "@vigil/events"
 import { Context, Duration, Effect, Layer, Schedule } from "effect"
 import { ackedPublisher, type StreamAck } from "./acked-publish.ts"
 import { BusConfig } from "./config.ts"
-import { Nats } from "./connection.ts"
+import { jetStreamOptions, Nats } from "./connection.ts"
 import { PublishError } from "./errors.ts"
 import { formatTraceparent } from "./trace.ts"
 import { Signer } from "./trust.ts"
 
 export interface Published<T extends EventType = EventType> {
+  /** The event as stored: for a duplicate, the copy this producer stored before. */
   readonly event: Event<T>
   readonly seq: number
-  /** JetStream already had this id (a retry, or a re-handled input): stored once. */
+  /** JetStream already had this id from this producer (a retry, or a re-handled input): stored once. */
   readonly duplicate: boolean
 }
 
@@ -31,32 +38,17 @@ export interface PublisherShape {
   readonly publish: <T extends EventType>(draft: Draft<T>) => Effect.Effect<Published<T>, PublishError>
   /** Publish an already-signed event exactly as it is (re-publication, relays, tests). */
   readonly publishSigned: <T extends EventType>(event: Event<T>) => Effect.Effect<Published<T>, PublishError>
+  /**
+   * The id of the `index`-th event this producer emits for `purpose` in answer to `causeId`: the same on every
+   * redelivery of the cause, and unpredictable to every other principal (keyed by this producer's signing seed).
+   */
+  readonly derivedId: (causeId: string, purpose: string, index?: number) => string
 }
 
-const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-/**
- * Deterministic id for the `index`-th event a producer emits in response to `causeId`. Handling the same input
- * twice (a redelivery after a crash before the ack) therefore yields the same `Nats-Msg-Id`, and JetStream stores
- * the output once. The time part is the cause's, so ids stay sortable.
- */
-export const derivedEventId = (causeId: string, producer: string, index = 0): string => {
-  const h = createHash("sha256").update(`${producer}\n${causeId}\n${index}`).digest()
-  let rand = ""
-  // 16 base32 characters = 80 bits of the hash.
-  let bits = 0
-  let acc = 0
-  for (let i = 0; rand.length < 16; i++) {
-    acc = (acc << 8) | (h[i] as number)
-    bits += 8
-    while (bits >= 5 && rand.length < 16) {
-      rand += CROCKFORD[(acc >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-    acc &= (1 << bits) - 1
-  }
-  return causeId.slice(0, 10) + rand
-}
+/** What a duplicate ack's stored message turned out to be. */
+type StoredCopy<T extends EventType> =
+  | { readonly mine: true; readonly event: Event<T> }
+  | { readonly mine: false; readonly why: string }
 
 export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vigil/bus/Publisher") {
   static readonly layer = Layer.effect(
@@ -74,6 +66,48 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
         times: Math.max(0, cfg.publishAttempts - 1),
         while: (e: PublishError) => !e.refused,
       }
+
+      const idKey = eventIdKey(key.seed)
+      const jsm = yield* Effect.promise(() => jetstreamManager(nc, jetStreamOptions(user)))
+
+      /**
+       * A duplicate ack means the stream already holds a message under this id. It is ours when it is our own
+       * earlier copy (the same bytes, or an event of ours with this id and type signed by our key: a re-handled
+       * input signs again with a new time); anything else took the id first (NATS-NOTES trap 10).
+       */
+      const storedCopy = <T extends EventType>(
+        event: Event<T>,
+        bytes: Uint8Array,
+        seq: number,
+      ): Effect.Effect<StoredCopy<T>, PublishError> =>
+        Effect.tryPromise({
+          try: () => jsm.direct.getMessage(STREAM_EVENTS, { seq }),
+          catch: (cause) =>
+            new PublishError({
+              subject: eventSubject(event.session, event.type),
+              eventId: event.id,
+              refused: false,
+              cause,
+            }),
+        }).pipe(
+          Effect.map((m): StoredCopy<T> => {
+            if (m === null) return { mine: false, why: `stream sequence ${seq} is gone` }
+            if (Buffer.from(m.data).equals(Buffer.from(bytes))) return { mine: true, event }
+            const other = parseOwn(m.data)
+            if (other === undefined) return { mine: false, why: "the stored message is not JSON" }
+            const { sig, ...unsigned } = other
+            const ours =
+              other.id === event.id &&
+              other.type === event.type &&
+              other.kid === key.kid &&
+              other.source === key.principal &&
+              typeof sig === "string" &&
+              fastEd25519.verify(Buffer.from(sig, "base64url"), signingBytes(unsigned), key.publicKey)
+            return ours
+              ? { mine: true, event: other as unknown as Event<T> }
+              : { mine: false, why: `the stored message (${m.subject}) is not this producer's ${event.type}` }
+          }),
+        )
 
       const send = <T extends EventType>(
         event: Event<T>,
@@ -93,9 +127,53 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
           )
         }).pipe(
           Effect.retry(retry),
-          Effect.map((ack) => ({ event, seq: ack.seq, duplicate: ack.duplicate })),
+          Effect.flatMap((ack): Effect.Effect<Published<T>, PublishError> => {
+            if (!ack.duplicate) return Effect.succeed({ event, seq: ack.seq, duplicate: false })
+            return storedCopy(event, bytes, ack.seq).pipe(
+              Effect.flatMap((copy) =>
+                copy.mine
+                  ? Effect.succeed({ event: copy.event, seq: ack.seq, duplicate: true })
+                  : Effect.fail(
+                      new PublishError({
+                        subject,
+                        eventId: event.id,
+                        refused: false,
+                        squatted: { seq: ack.seq, why: copy.why },
+                        cause: new Error(`event id ${event.id} was taken first: ${copy.why}`),
+                      }),
+                    ),
+              ),
+            )
+          }),
         )
       }
+
+      /** Our id was taken first: say so, and store the event under a fresh id. Nothing is silently lost. */
+      const reclaim = <T extends EventType>(draft: Draft<T>, e: PublishError) =>
+        Effect.gen(function* () {
+          const squatted = e.squatted as { readonly seq: number; readonly why: string }
+          const fresh = newEventId()
+          yield* publishDraft({
+            type: "alert.raised",
+            session: draft.session,
+            ...(draft.correlation === undefined ? {} : { correlation: draft.correlation }),
+            ...(draft.causation === undefined || draft.causation === null ? {} : { causation: draft.causation }),
+            data: {
+              rule: "event-id-squatted",
+              severity: "critical",
+              summary: `Another publisher stored stream sequence ${squatted.seq} under the id of this ${draft.type} (${e.eventId}); ${key.principal} published it again as ${fresh}.`,
+              evidence: [],
+              details: { squattedId: e.eventId, streamSeq: squatted.seq, reason: squatted.why, republishedAs: fresh },
+            },
+          }).pipe(Effect.ignore)
+          return yield* publishDraft({ ...draft, id: fresh })
+        })
+
+      const publishDraft = <T extends EventType>(d: Draft<T>): Effect.Effect<Published<T>, PublishError> =>
+        Effect.suspend(() => {
+          const { event, bytes } = signEventEncoded(key, d)
+          return send(event, bytes)
+        })
 
       // An event emitted inside a traced effect carries that span as its trace context (envelope `trace`, signed,
       // and the `traceparent` header), so a request can be followed across services in any OTel backend.
@@ -114,14 +192,27 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
         publish: (draft) =>
           withTrace(draft).pipe(
             Effect.flatMap((d) =>
-              Effect.suspend(() => {
-                const { event, bytes } = signEventEncoded(key, d)
-                return send(event, bytes)
-              }),
+              publishDraft(d).pipe(
+                Effect.catchIf(
+                  (e) => e.squatted !== undefined,
+                  (e) => reclaim(d, e),
+                ),
+              ),
             ),
           ),
         publishSigned: (event) => send(event),
+        derivedId: (causeId, purpose, index) => derivedEventId(idKey, causeId, purpose, index),
       })
     }),
   )
+}
+
+/** The stored copy as a JSON object, or undefined when it is not one. */
+const parseOwn = (data: Uint8Array): Record<string, unknown> | undefined => {
+  try {
+    const v = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.length).toString("utf8")) as unknown
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
 }

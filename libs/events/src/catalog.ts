@@ -240,7 +240,7 @@ export const CATALOG = {
   }),
   "alert.raised": entry({
     doc: "A threshold rule fired, or a service refused something ops should know about.",
-    producers: ["auditor", "policy", "dlp", "sandbox", "ops"],
+    producers: ["auditor", "policy", "dlp", "sandbox", "gateway", "inference", "ops"],
     consumers: ["gateway"],
     blobs: [],
     data: Schema.Struct({

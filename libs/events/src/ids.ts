@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto"
 import { monotonicFactory } from "ulid"
 
 /** A ULID: 26 Crockford base32 characters, lexicographically sortable by creation time. */
@@ -19,3 +20,36 @@ export const eventIdTime = (id: string): number => {
 
 /** Session and task ids are subject tokens, so they may not contain NATS wildcards, dots or spaces. */
 export const TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/u
+
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+/**
+ * A producer's key for {@link derivedEventId}: HMAC-SHA256 of a fixed label under its Ed25519 seed, so only the
+ * holder of the signing key can compute its derived ids (NATS-NOTES trap 10: an id another principal can predict
+ * can be claimed first), and no id reveals anything about the seed.
+ */
+export const eventIdKey = (seed: Uint8Array): Uint8Array =>
+  new Uint8Array(createHmac("sha256", seed).update("vigil/event-id/v1").digest())
+
+/**
+ * The id of the `index`-th event a producer emits for `purpose` in response to `causeId`. Handling the same input
+ * again (a redelivery after a crash before the ack) yields the same `Nats-Msg-Id`, so JetStream stores the output
+ * once; without the producer's `idKey` the id cannot be computed in advance. The time part is the cause's, so ids
+ * stay sortable; the other 80 bits are the HMAC's.
+ */
+export const derivedEventId = (idKey: Uint8Array, causeId: string, purpose: string, index = 0): string => {
+  const h = createHmac("sha256", idKey).update(`${purpose}\n${causeId}\n${index}`).digest()
+  let rand = ""
+  let bits = 0
+  let acc = 0
+  for (let i = 0; rand.length < 16; i++) {
+    acc = (acc << 8) | (h[i] as number)
+    bits += 8
+    while (bits >= 5 && rand.length < 16) {
+      rand += CROCKFORD[(acc >>> (bits - 5)) & 31]
+      bits -= 5
+    }
+    acc &= (1 << bits) - 1
+  }
+  return causeId.slice(0, 10) + rand
+}

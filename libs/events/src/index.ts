@@ -33,8 +33,8 @@ export {
   signEventEncoded,
   signingBytes,
 } from "./envelope.ts"
-export { EVENT_ID_PATTERN, eventIdTime, newEventId, TOKEN_PATTERN } from "./ids.ts"
-export { BlobRef, EventId, KeyId, Sha256Hex, Timestamp, Token } from "./primitives.ts"
+export { derivedEventId, EVENT_ID_PATTERN, eventIdKey, eventIdTime, newEventId, TOKEN_PATTERN } from "./ids.ts"
+export { BlobRef, EventId, KeyId, Sha256Hex, SignatureB64, Timestamp, Token } from "./primitives.ts"
 export type { SignatureChecker, SignaturePoolOptions } from "./signature-pool.ts"
 export { inlineChecker, SignaturePool } from "./signature-pool.ts"
 export * from "./subjects.ts"

@@ -35,7 +35,8 @@ export const POLICY_BUNDLE_SUBJECT = "vigil.policy.bundle"
 
 /**
  * Read-only questions to the auditor (request/reply; not stored: outside `vigil.audit.>`): the latest checkpoint,
- * inclusion and consistency proofs, a leaf's bytes.
+ * inclusion and consistency proofs, a leaf's bytes. An asker sends to these names in its own account; the import
+ * from the auditor's query account maps them to {@link proofRequestSubject}, so the answerer knows who asks.
  */
 export const PROOF_SUBJECTS = {
   checkpoint: "vigil.proof.checkpoint",
@@ -44,6 +45,11 @@ export const PROOF_SUBJECTS = {
   entry: "vigil.proof.entry",
 } as const
 export const PROOF_ALL = "vigil.proof.>"
+/** Roles that may ask the auditor's query user for proofs (each through an import of its own). */
+export const PROOF_ASKERS = ["ops", "siem"] as const
+/** What the auditor's query user receives for a request `kind` sent by `role`. */
+export const proofRequestSubject = (role: string, kind: keyof typeof PROOF_SUBJECTS | "*"): string =>
+  `vigil.proof.${role}.${kind}`
 /** Where the auditor publishes each signed checkpoint note (stream VIGIL_AUDIT). */
 export const AUDIT_CHECKPOINT_SUBJECT = "vigil.audit.checkpoint"
 /** Where the auditor publishes the OCSF record of each event, by OCSF class. */
@@ -58,6 +64,15 @@ export const parseEventSubject = (subject: string): { session: string; type: str
 
 /** Durable consumer name for a service's input type (consumer names may not contain dots). */
 export const durableName = (service: Service, type: EventType): string => `${service}__${type.replace(".", "_")}`
+
+/**
+ * The JetStream API as every NATS user but the provisioner sees it. Streams live in the provisioner's account; each
+ * other user has an account of its own into which exactly its API calls are imported under this prefix (the
+ * server's own `$JS.API.>` in an account without JetStream would answer first). ADR 0017.
+ */
+export const ROLE_JS_API = "JS.VIGIL.API"
+/** The API prefix for a user's JetStream contexts (`jetstream(nc, { apiPrefix })`). */
+export const jsApiPrefix = (user: string): string => (user === "admin" ? "$JS.API" : ROLE_JS_API)
 
 /** Per-user inbox prefix: the shared `_INBOX.>` leaks other users' pulled payloads (NATS-NOTES trap 1). */
 export const inboxPrefix = (user: string): string => `_INBOX_${user}`

@@ -5,6 +5,7 @@ import type { EventType, Principal, TOOLS } from "./catalog.ts"
 import { noble, node } from "./ed25519.ts"
 import { type Draft, encodeEvent, keyIdOf, type SigningKey, signEvent, signingBytes } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
+import { SignaturePool } from "./signature-pool.ts"
 import { eventSubject } from "./subjects.ts"
 import {
   type KeyLookup,
@@ -16,6 +17,7 @@ import {
   type Verified,
   type VerifyOptions,
   verifyEvent,
+  verifyEventAsync,
 } from "./verify.ts"
 
 const T0 = "2025-06-01T12:00:00.000Z"
@@ -404,7 +406,79 @@ describe("verifyEvent rejects", () => {
       "key_not_yet_valid",
       "replayed",
       "clock_skew",
+      "key_invalid_when_stored", // below
     ])
     expect([...REJECTION_REASONS].sort()).toEqual([...tested].sort())
+  })
+})
+
+describe("key validity at the store time as well as the event's time", () => {
+  // A key revoked at R (the manifest version issued at R gives it `notAfter = R`): valid before R, expired from R.
+  const R = T0_MS
+  const revoked = makeKey("inference", "revoked-at-R")
+  const revokedKeys = resolverOf([trusted(revoked, ["intent.proposed"], { notAfter: R })])
+  const at = (ms: number) => intentDraft({ time: new Date(ms).toISOString(), id: newEventId(ms) })
+  /** Signed by the revoked key, dated 60 s before its revocation: inside the 120 s freshness window of R + 5 s. */
+  const backdated = encodeEvent(signEvent(revoked, at(R - 60_000)))
+  const storedAt = (receivedAt: number, keys: KeyResolver = revokedKeys): VerifyOptions =>
+    opts({ keys, receivedAt, maxSkewMs: 120_000 })
+
+  it("key_invalid_when_stored: revoked at R, event time R-60s, stored at R+5s", async () => {
+    const r = expectRejected(verifyEvent(backdated, storedAt(R + 5_000)), "key_invalid_when_stored")
+    expect(r.detail).toContain(new Date(R + 5_000).toISOString())
+    expect(r.eventId).toBeDefined()
+    // The async entry point (the consumers' path) reaches the same verdict.
+    expectRejected(await verifyEventAsync(backdated, storedAt(R + 5_000)), "key_invalid_when_stored")
+    // Stored exactly at R: the key's window is [notBefore, R), so R itself is already outside it.
+    expectRejected(verifyEvent(backdated, storedAt(R)), "key_invalid_when_stored")
+  })
+
+  it("accepts the same event stored at R-1s, before the revocation", async () => {
+    expectVerified(verifyEvent(backdated, storedAt(R - 1_000)))
+    expectVerified(await verifyEventAsync(backdated, storedAt(R - 1_000)))
+  })
+
+  it("without a store time (the offline audit verifier) the event's time alone decides", () => {
+    expectVerified(verifyEvent(backdated, opts({ keys: revokedKeys })))
+  })
+
+  it("an event dated after the revocation stays key_expired, and a stale one stays replayed", () => {
+    expectRejected(verifyEvent(encodeEvent(signEvent(revoked, at(R + 1_000))), storedAt(R + 2_000)), "key_expired")
+    // Freshness is judged before the store-time key check: an old event re-posted after R is a replay first.
+    expectRejected(verifyEvent(encodeEvent(signEvent(revoked, at(R - 200_000))), storedAt(R + 5_000)), "replayed")
+  })
+
+  it("key_invalid_when_stored: the version in force at the store time withdrew the type or moved the key", () => {
+    // Same kid, two manifest versions: before R it may sign intents; from R only answers (or it belongs to dlp).
+    const before = trusted(revoked, ["intent.proposed"])
+    const versioned = (after: TrustedKey): KeyResolver => ({
+      resolve: (kid, atMs): KeyLookup =>
+        kid !== revoked.kid
+          ? { ok: false, reason: "unknown_key", detail: `no key ${kid}` }
+          : { ok: true, key: atMs < R ? before : after },
+    })
+    const narrowed = versioned({ ...trusted(revoked, ["answer.proposed"]), manifestVersion: 4 })
+    const moved = versioned({ ...trusted(revoked, ["intent.proposed"], { principal: "dlp" }), manifestVersion: 4 })
+    const regranted = versioned({ ...trusted(revoked, ["intent.proposed"]), manifestVersion: 4 })
+    const r1 = expectRejected(verifyEvent(backdated, storedAt(R + 5_000, narrowed)), "key_invalid_when_stored")
+    expect(r1.detail).toContain("intent.proposed")
+    const r2 = expectRejected(verifyEvent(backdated, storedAt(R + 5_000, moved)), "key_invalid_when_stored")
+    expect(r2.detail).toContain("dlp")
+    // A newer version that grants the key the same rights (another object) is fine.
+    expectVerified(verifyEvent(backdated, storedAt(R + 5_000, regranted)))
+    expectVerified(verifyEvent(backdated, storedAt(R - 1_000, narrowed)))
+  })
+
+  it("the SignaturePool batch path applies the store-time check too", async () => {
+    // inlineMax 0: every signature goes to the worker, as a consumer's pull batch does.
+    const pool = new SignaturePool({ workers: 1, inlineMax: 0 })
+    try {
+      const refused = verifyEventAsync(backdated, { ...storedAt(R + 5_000), signatures: pool })
+      const accepted = verifyEventAsync(backdated, { ...storedAt(R - 1_000), signatures: pool })
+      expectRejected(await refused, "key_invalid_when_stored")
+      expectVerified(await accepted)
+    } finally {
+      await pool.close()
+    }
   })
 })

@@ -26,6 +26,7 @@ export const REJECTION_REASONS = [
   "key_not_yet_valid",
   "replayed",
   "clock_skew",
+  "key_invalid_when_stored",
 ] as const
 export type RejectionReason = (typeof REJECTION_REASONS)[number]
 
@@ -74,7 +75,9 @@ export interface VerifyOptions {
   readonly subject?: string
   /**
    * When the broker stored the message (epoch ms). An event whose own time is further than `maxSkewMs` from it is
-   * refused: older means a re-publish of an old event outside JetStream's de-duplication window (`replayed`).
+   * refused: older means a re-publish of an old event outside JetStream's de-duplication window (`replayed`). The key
+   * must also be valid, belong to the source and be authorised for the type at this instant, as at the event's own
+   * time (`key_invalid_when_stored`): a key revoked at R cannot sign events back-dated to before R once R has passed.
    */
   readonly receivedAt?: number
   readonly maxSkewMs?: number
@@ -211,7 +214,24 @@ const checkBeforeSignature = (bytes: Uint8Array, opts: VerifyOptions): PendingSi
   return { ok: "signature_pending", obj, event, data: data.success, time, lookup, sigBytes, signed }
 }
 
-/** The signature's verdict, then key's principal is the source, key authorised for the type, key valid, fresh. */
+/** Why the key as resolved at the store time may not sign `event`, or undefined if it may. */
+const invalidWhenStored = (stored: KeyLookup, event: Envelope, storedAt: number): string | undefined => {
+  const at = Number.isFinite(storedAt) ? new Date(storedAt).toISOString() : String(storedAt)
+  if (!stored.ok) return `key ${event.kid} was not valid when the event was stored at ${at}: ${stored.detail}`
+  const key = stored.key
+  if (key.principal !== event.source) {
+    return `when the event was stored at ${at}, key ${key.kid} belonged to ${key.principal}, not ${event.source} (manifest v${key.manifestVersion})`
+  }
+  if (!key.types.has(event.type)) {
+    return `when the event was stored at ${at}, key ${key.kid} (${key.principal}) was no longer allowed ${event.type} (manifest v${key.manifestVersion})`
+  }
+  return undefined
+}
+
+/**
+ * The signature's verdict, then key's principal is the source, key authorised for the type, key valid, fresh, and
+ * the key as the manifest stood at the store time still valid for this source and type.
+ */
 const checkAfterSignature = (
   u: PendingSignature,
   signatureValid: boolean,
@@ -249,6 +269,14 @@ const checkAfterSignature = (
     if (time - opts.receivedAt > skew) {
       return reject("clock_skew", `event time ${event.time} is ${time - opts.receivedAt} ms after it was stored`, obj)
     }
+    // The event's time is the signer's claim; the store time is the broker's. Judge the key at both, or a revoked
+    // key could still sign events back-dated into the freshness window before its revocation. Usually both instants
+    // fall in one manifest version, whose resolver answers with the very same key object: no further work.
+    const stored = opts.keys.resolve(event.kid, opts.receivedAt)
+    if (!stored.ok || stored.key !== key) {
+      const why = invalidWhenStored(stored, event, opts.receivedAt)
+      if (why !== undefined) return reject("key_invalid_when_stored", why, obj)
+    }
   }
   return {
     ok: true,
@@ -260,8 +288,8 @@ const checkAfterSignature = (
 
 /**
  * Decode and verify one event: size, JSON, envelope and data schema, subject binding, key known, signature, key's
- * principal is the source, key authorised for this type, key valid at the event's time, and freshness.
- * Never throws: anything that is not a valid event is a {@link Rejection} with a reason code.
+ * principal is the source, key authorised for this type, key valid at the event's time, freshness, and (with
+ * `receivedAt`) the key still valid and authorised when the event was stored. Never throws: anything that is not a valid event is a {@link Rejection} with a reason code.
  */
 export const verifyEvent = (bytes: Uint8Array, opts: VerifyOptions): Verified | Rejection => {
   const u = checkBeforeSignature(bytes, opts)

@@ -22,18 +22,23 @@ export {
   renderServerConf,
   renderUsersConf,
 } from "./render.ts"
-export type { DurableSpec, Permissions, Role } from "./roles.ts"
+export type { AccountSpec, DurableSpec, Export, Grant, Import, Permissions, Role } from "./roles.ts"
 export {
   AUDIT_CHECKPOINT,
   AUDIT_OCSF,
   AUDITOR_DURABLE,
-  durableReadSubjects,
+  accountOf,
+  accounts,
+  durableRead,
   durablesFor,
+  grantsOf,
   isRole,
   KV_KEYS_STREAM,
   nkeyVariable,
+  PROOF_ASKERS,
   permissionsFor,
   permsVariable,
   ROLES,
   SIEM_DURABLE,
+  STORE_ACCOUNT,
 } from "./roles.ts"

@@ -1,6 +1,6 @@
 import { fromPublic } from "@nats-io/nkeys"
-import type { Permissions, Role } from "./roles.ts"
-import { nkeyVariable, permissionsFor, permsVariable, ROLES } from "./roles.ts"
+import type { AccountSpec, Permissions, Role } from "./roles.ts"
+import { accounts, nkeyVariable, permissionsFor, permsVariable, ROLES, STORE_ACCOUNT } from "./roles.ts"
 
 /**
  * nats-server 2.9 configuration text. Syntax facts this relies on (checked with `nats-server -c FILE -t` on 2.9.10):
@@ -10,7 +10,9 @@ import { nkeyVariable, permissionsFor, permsVariable, ROLES } from "./roles.ts"
  *   variables defined in an included file are visible to the including file after the include, but an included
  *   file does not see the including file's variables — so permissions and nkey variables are defined at the top
  *   level, before the `authorization` block that uses them;
- * - `allow_responses: true` (or `{ max, expires }`) sits inside a user's `permissions` beside publish/subscribe;
+ * - `accounts { NAME: { jetstream: enabled, users: [...], exports: [...], imports: [...] } }` replaces the
+ *   `authorization` block; a service import may rename (`to`), also with a trailing `>`; a service export answered
+ *   by many messages (a pull) needs `response_type: stream`;
  * - a top-level variable that nothing references is an error ("unknown field"), so a config defines exactly the
  *   variables it uses: an included permissions.conf or users file needs a user entry for every role;
  * - `{ nkey: "U…", permissions: $X }` authenticates by nkey signature; the server rejects a malformed key.
@@ -115,7 +117,6 @@ export const renderPermissionsBlock = (p: Permissions): string => {
     "{",
     `  publish: { allow: ${list(p.publish.allow, "  ")} }`,
     `  subscribe: { allow: ${list(p.subscribe.allow, "  ")} }`,
-    `  allow_responses: ${p.allowResponses}`,
     "}",
   ].join("\n")
 }
@@ -130,7 +131,8 @@ export const renderPermissionsConf = (
       "",
       "One variable per NATS user (role). Every allow list is explicit: an empty subscribe allow list would mean",
       "'everything' (NATS-NOTES trap 2). No role but admin may create consumers (trap 7); each user replies",
-      "through its own inbox prefix _INBOX_<role> (trap 1).",
+      "through its own inbox prefix _INBOX_<role> (trap 1). Names are those of the user's own account: the",
+      "JetStream API of the store account is imported there as JS.VIGIL.API.… (see the accounts block).",
     ]),
   ]
   for (const role of opts.roles ?? ROLES) {
@@ -210,25 +212,49 @@ const definitions = (permissions: PermissionsSource, users: UsersSource): string
   return out.join("\n\n")
 }
 
-const authorization = (users: UsersSource, insecure: boolean): string => {
-  const entries: Array<string> = []
-  if (isInclude(users)) {
-    for (const role of ROLES) {
-      entries.push(`    { nkey: $${nkeyVariable(role)}, permissions: $${permsVariable(role)} }`)
-    }
-  } else {
-    for (const role of ROLES) {
-      const key = users[role]
-      if (key === undefined) continue
-      assertUserKey(role, key)
-      entries.push(`    { nkey: ${q(key)}, permissions: $${permsVariable(role)} } # ${role}`)
-    }
-  }
-  if (entries.length === 0) {
+const importLine = (i: AccountSpec["imports"][number]): string =>
+  `{ ${i.kind}: { account: ${q(i.account)}, subject: ${q(i.subject)} }${i.to === undefined ? "" : `, to: ${q(i.to)}`} }`
+
+const exportLine = (e: AccountSpec["exports"][number]): string =>
+  `{ ${e.kind}: ${q(e.subject)}, accounts: [${e.accounts.map(q).join(", ")}]${
+    e.responseType === undefined ? "" : `, response_type: ${e.responseType}`
+  } }`
+
+/**
+ * One account per role (ADR 0017): the store account holds JetStream and the provisioner; every other user sits
+ * alone in its own, reaching the store only through the imports its grants name.
+ */
+const accountsBlock = (users: UsersSource, insecure: boolean): string => {
+  const present = isInclude(users) ? ROLES : ROLES.filter((r) => users[r] !== undefined)
+  if (present.length === 0) {
     if (insecure) return "# No authorization: every client may do anything (tests of non-security behaviour only)."
     throw new Error("no users: a Vigil nats-server without authorization is not Vigil's bus (pass insecure: true)")
   }
-  return `authorization {\n  users = [\n${entries.join("\n")}\n  ]\n}`
+  const userEntry = (role: Role): string => {
+    if (isInclude(users)) return `{ nkey: $${nkeyVariable(role)}, permissions: $${permsVariable(role)} }`
+    const key = users[role] as string
+    assertUserKey(role, key)
+    return `{ nkey: ${q(key)}, permissions: $${permsVariable(role)} }`
+  }
+  const specs = accounts(present)
+  const hasStore = specs.some((a) => a.name === STORE_ACCOUNT)
+  const all: ReadonlyArray<AccountSpec> = hasStore
+    ? specs
+    : [{ name: STORE_ACCOUNT, jetstream: true, roles: [], imports: [], exports: [] }, ...specs]
+  const body = all.map((a) => {
+    const lines = [`  ${a.name}: {`]
+    if (a.jetstream) lines.push("    jetstream: enabled")
+    lines.push(
+      `    users: [${a.roles.map((r) => `\n      ${userEntry(r)} # ${r}`).join("")}${a.roles.length > 0 ? "\n    " : ""}]`,
+    )
+    if (a.exports.length > 0)
+      lines.push(`    exports: [\n${a.exports.map((e) => `      ${exportLine(e)}`).join("\n")}\n    ]`)
+    if (a.imports.length > 0)
+      lines.push(`    imports: [\n${a.imports.map((i) => `      ${importLine(i)}`).join("\n")}\n    ]`)
+    lines.push("  }")
+    return lines.join("\n")
+  })
+  return `accounts {\n${body.join("\n")}\n}`
 }
 
 const maxPayloadOf = (n: number | undefined): number => {
@@ -253,7 +279,7 @@ export const renderServerConf = (opts: ServerConfOptions): string => {
     insecure && !isInclude(opts.users) && Object.keys(opts.users).length === 0
       ? ""
       : definitions(opts.permissions ?? "inline", opts.users),
-    authorization(opts.users, insecure),
+    accountsBlock(opts.users, insecure),
   ]
   return `${sections.filter((s) => s !== "").join("\n\n")}\n`
 }
@@ -269,7 +295,7 @@ export const renderClusterConf = (opts: ClusterConfOptions): ReadonlyArray<Rende
   const names = new Set(opts.nodes.map((n) => n.serverName))
   if (names.size !== opts.nodes.length) throw new Error("server names must be unique")
   const defs = definitions(opts.permissions ?? "inline", opts.users)
-  const auth = authorization(opts.users, false)
+  const auth = accountsBlock(opts.users, false)
   return opts.nodes.map((node) => {
     const routes = opts.nodes
       .filter((n) => n !== node)

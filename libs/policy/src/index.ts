@@ -1,4 +1,4 @@
-export type { BundleVerdict } from "./bundle.ts"
+export type { BundleSignatureVerdict, BundleVerdict } from "./bundle.ts"
 export {
   BUNDLE_SIGNING_CONTEXT,
   bundleSigningBytes,
@@ -6,6 +6,7 @@ export {
   SignedBundle,
   signBundle,
   verifyBundle,
+  verifyBundleSignature,
 } from "./bundle.ts"
 export type {
   Classification,

@@ -8,28 +8,31 @@ import {
   type ConsumerHandle,
   consumeBatches,
   type Delivered,
-  derivedEventId,
   HandlerError,
+  jetStreamOptions,
   Nats,
   Publisher,
+  respond,
 } from "@vigil/bus"
 import {
   AUDIT_CHECKPOINT_SUBJECT,
   AUDITOR_DURABLE,
   type Event,
   inboxPrefix,
+  PROOF_ASKERS,
   PROOF_SUBJECTS,
+  proofRequestSubject,
   type SigningKey,
-  STREAM_AUDIT,
   STREAM_EVENTS,
 } from "@vigil/events"
 import type { ManifestChain } from "@vigil/keys"
-import { openCheckpoint, type VerifierKey } from "@vigil/note"
+import type { VerifierKey } from "@vigil/note"
 import { ocsfSubject, RelatedIndex, toOcsf } from "@vigil/ocsf"
 import type { Log } from "@vigil/runtime"
 import { Data, Effect, Schedule, Semaphore } from "effect"
 import { AlertEngine, type AlertRule, type Firing } from "./alerts.ts"
 import { answer, startProofHttp } from "./proofs.ts"
+import { findPublishedCheckpoint, reportSkippedNotes } from "./published-checkpoint.ts"
 import { type OutgoingRecord, publishAll } from "./records.ts"
 
 export const PRODUCT_VERSION = "0.1.0"
@@ -109,13 +112,15 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
     )
 
     // What the bus already saw must be a prefix of this store: a rolled-back store that continued would sign a
-    // second, inconsistent history.
-    const jsm = yield* Effect.promise(() => jetstreamManager(nc, { checkAPI: false }))
-    const published = yield* Effect.promise(() =>
-      jsm.direct.getMessage(STREAM_AUDIT, { last_by_subj: AUDIT_CHECKPOINT_SUBJECT }).catch(() => null),
-    )
-    if (published !== null) {
-      const { checkpoint } = openCheckpoint(published.string(), verifiers, { origin })
+    // second, inconsistent history. The newest note on the bus that verifies is the one to compare with: junk on the
+    // subject is skipped (and alerted), never a reason to stop; an unreadable history stops the start instead of
+    // passing for an empty one.
+    const jsm = yield* Effect.promise(() => jetstreamManager(nc, jetStreamOptions("auditor")))
+    const found = yield* findPublishedCheckpoint(jsm.direct, { origin, verifiers })
+    yield* reportSkippedNotes(found.skipped, publisher, log)
+    const published = found.newest
+    if (published !== undefined) {
+      const { checkpoint } = published
       const size = Number(checkpoint.size)
       const problem =
         size > core.size
@@ -166,7 +171,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
       return r === undefined ? {} : { related: r }
     }
 
-    const alertId = (f: Firing, cause: Event) => derivedEventId(cause.id, `auditor/alert/${f.rule.id}`)
+    const alertId = (f: Firing, cause: Event) => publisher.derivedId(cause.id, `auditor/alert/${f.rule.id}`)
     const raise = (f: Firing, cause: Event) =>
       publisher.publish({
         id: alertId(f, cause),
@@ -197,7 +202,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
         // one on the bus, so a crash between the two repeats both (same ids, de-duplicated) instead of losing the
         // event.
         yield* publisher.publish({
-          id: derivedEventId(lastLeaf.id, `auditor/checkpoint/${signed.size}`),
+          id: publisher.derivedId(lastLeaf.id, `auditor/checkpoint/${signed.size}`),
           type: "checkpoint.signed",
           session: "audit",
           data: { origin, size: Number(size), root: root as string, note: signed.note },
@@ -207,7 +212,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
         )
       }).pipe(Effect.retry({ schedule: Schedule.spaced("500 millis"), times: 20 }))
     // A checkpoint signed but not yet on the bus (crash in between) is published now.
-    if (core.lastCheckpoint !== undefined && (published === null || core.lastCheckpoint.note !== published.string())) {
+    if (core.lastCheckpoint !== undefined && (published === undefined || core.lastCheckpoint.note !== published.text)) {
       yield* publishCheckpoint(core.lastCheckpoint).pipe(Effect.ignore)
     }
 
@@ -294,7 +299,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
           acks.push(
             Effect.runPromise(
               publisher.publish({
-                id: derivedEventId(d.event.id, `auditor/duplicate/${d.streamSeq}`),
+                id: publisher.derivedId(d.event.id, `auditor/duplicate/${d.streamSeq}`),
                 type: "alert.raised",
                 session: d.event.session,
                 causation: d.event.id,
@@ -346,6 +351,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
     )
 
     // Read-only queries: NATS request/reply for ops and SIEMs (own user: see natsconf roles), HTTP on loopback.
+    let proofStats = () => ({ answered: 0, dropped: 0 })
     if (settings.prover !== undefined) {
       const prover = settings.prover
       const qc = yield* Effect.acquireRelease(
@@ -360,24 +366,40 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
         ),
         (c) => Effect.promise(() => c.drain().catch(() => undefined)),
       )
-      for (const [kind, subject] of Object.entries(PROOF_SUBJECTS) as Array<[keyof typeof PROOF_SUBJECTS, string]>) {
-        qc.subscribe(subject, {
-          callback: (_err, msg) => {
-            let req: Record<string, unknown> = {}
-            try {
-              req = msg.data.length === 0 ? {} : (msg.json() as Record<string, unknown>)
-            } catch {
-              msg.respond(JSON.stringify({ ok: false, error: "request is not JSON" }))
-              return
-            }
-            try {
-              msg.respond(JSON.stringify(answer(core, kind, req)))
-            } catch (e) {
-              msg.respond(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }))
-            }
-          },
-        })
-      }
+      const proofs = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          respond(qc, {
+            subject: proofRequestSubject("*", "*"),
+            askerOf: (subject) => {
+              // vigil.proof.<asker>.<kind>: the import from each asker's account names it.
+              const [, , asker, kind] = subject.split(".")
+              return (PROOF_ASKERS as ReadonlyArray<string>).includes(asker as string) &&
+                kind !== undefined &&
+                Object.hasOwn(PROOF_SUBJECTS, kind)
+                ? asker
+                : undefined
+            },
+            answer: (msg) => {
+              const kind = msg.subject.split(".")[3] as keyof typeof PROOF_SUBJECTS
+              let req: Record<string, unknown> = {}
+              try {
+                req = msg.data.length === 0 ? {} : (msg.json() as Record<string, unknown>)
+              } catch {
+                return JSON.stringify({ ok: false, error: "request is not JSON" })
+              }
+              try {
+                return JSON.stringify(answer(core, kind, req))
+              } catch (e) {
+                return JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) })
+              }
+            },
+            onDropped: (why, subject, reply) =>
+              log.warn({ why, subject, reply }, "proof request dropped: answers go only back through an import"),
+          }),
+        ),
+        (r) => Effect.sync(() => r.stop()),
+      )
+      proofStats = proofs.stats
     }
     if (settings.httpPort !== undefined) {
       const server = yield* Effect.promise(() => startProofHttp(core, settings.httpPort as number))
@@ -396,6 +418,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
         checkpointSize: core.lastCheckpoint?.size ?? 0,
         held: core.heldCount,
         origin,
+        proofRequests: proofStats(),
       }),
     }
   })

@@ -1,5 +1,6 @@
 import { jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { jetStreamOptions } from "@vigil/bus"
 import {
   type Event,
   type EventType,
@@ -37,7 +38,7 @@ export const readHistory = async <T extends EventType>(
   /** Only this session's events of the type (its own subject), instead of every session's. */
   session?: string,
 ): Promise<number> => {
-  const jsm = await jetstreamManager(nc, { checkAPI: false })
+  const jsm = await jetstreamManager(nc, jetStreamOptions("policy"))
   const filter = session === undefined ? eventTypeFilter(type) : eventSubject(session, type)
   let seq = 1
   let n = 0

@@ -1,15 +1,6 @@
 import { createHash } from "node:crypto"
 import { hostname, platform } from "node:os"
-import {
-  BusConfig,
-  type ConsumerHandle,
-  consume,
-  derivedEventId,
-  HandlerError,
-  Nats,
-  Publisher,
-  Trust,
-} from "@vigil/bus"
+import { BusConfig, type ConsumerHandle, consume, HandlerError, Nats, Publisher, Trust } from "@vigil/bus"
 import {
   durableName,
   type Event,
@@ -24,7 +15,7 @@ import {
 import type { Decision, RequestOptions } from "@vigil/policy"
 import type { Home, Log } from "@vigil/runtime"
 import { Effect, Fiber } from "effect"
-import { BundleHolder, readStoredBundle } from "./bundles.ts"
+import { BundleHolder, type OfferRefused, readStoredRevisions, type StartOutcome } from "./bundles.ts"
 import { readHistory } from "./history.ts"
 
 /** Tools whose arguments leave the device: their decision waits for DLP's findings on the arguments. */
@@ -82,37 +73,98 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
     const bundles = new BundleHolder(home)
     const device = { id: hostname(), managed: false, os: platform() }
 
-    const alertRefused = (why: { reason: string; detail: string }) =>
+    const raise = (rule: string, summary: string, details: Record<string, string | number | null>) =>
       publisher
         .publish({
           type: "alert.raised",
           session: "policy",
-          data: {
-            rule: "policy-bundle-refused",
-            severity: "high",
-            summary: `A policy bundle was refused (${why.reason}): ${why.detail}`.slice(0, 2000),
-            evidence: [],
-            details: { reason: why.reason, active: bundles.current?.digest ?? null },
-          },
+          data: { rule, severity: "high", summary: summary.slice(0, 2000), evidence: [], details },
         })
         .pipe(
           Effect.tapError((e) =>
-            Effect.sync(() => log.error({ err: String(e) }, "the alert for a refused policy bundle was not published")),
+            Effect.sync(() =>
+              log.error({ err: String(e), rule }, "the alert for a refused policy bundle was not published"),
+            ),
           ),
           Effect.ignore,
         )
+    /** A refused bundle (bad, or a rollback): the active one keeps deciding, and ops are told. */
+    const alertRefused = (why: OfferRefused, source: "announcement" | "stored", extra: Record<string, number> = {}) => {
+      const active = bundles.active
+      if (why.kind === "rollback") {
+        return raise("policy-bundle-rollback", `A policy bundle rollback was refused: ${why.detail}`, {
+          offeredVersion: why.offered.version,
+          offeredDigest: why.offered.digest,
+          activeVersion: why.active.version,
+          activeDigest: why.active.digest,
+          source,
+          ...extra,
+        })
+      }
+      return raise("policy-bundle-refused", `A policy bundle was refused (${why.reason}): ${why.detail}`, {
+        reason: why.reason,
+        active: active?.digest ?? null,
+        activeVersion: active?.version ?? null,
+        source,
+        ...extra,
+      })
+    }
+    const logRefused = (why: OfferRefused, msg: string) =>
+      why.kind === "rollback"
+        ? log.warn({ offered: why.offered, active: why.active }, `${msg}: rollback: ${why.detail}`)
+        : log.warn({ reason: why.reason }, `${msg}: ${why.detail}`)
     const offer = (doc: unknown) => {
       const r = bundles.offer(doc)
       if (r.ok) {
-        if (r.changed) log.info({ bundle: r.digest }, "policy bundle active")
+        if (r.changed) log.info({ bundle: r.digest, version: r.version }, "policy bundle active")
         return Effect.void
       }
-      log.warn({ reason: r.reason }, `policy bundle refused: ${r.detail}`)
-      return alertRefused(r)
+      logRefused(r, "policy bundle refused")
+      return alertRefused(r, "announcement")
     }
-    const stored = yield* Effect.promise(() => readStoredBundle(nc))
-    if (stored === undefined) log.warn("no policy bundle stored: every intent is denied until one is published")
-    else yield* offer(stored)
+    // At start the bucket's stored revisions of the bundle key are the memory: the latest is taken only when it
+    // verifies and no stored bundle outranks it; otherwise the last good one is kept, or none (fail closed).
+    const started: StartOutcome | { readonly kind: "unreadable"; readonly detail: string } = yield* Effect.tryPromise(
+      () => readStoredRevisions(nc),
+    ).pipe(
+      Effect.map((revisions) => bundles.start(revisions)),
+      Effect.catch((e) => Effect.succeed({ kind: "unreadable" as const, detail: String(e.cause ?? e) })),
+    )
+    switch (started.kind) {
+      case "empty":
+        log.warn("no policy bundle stored: every intent is denied until one is published")
+        break
+      case "latest":
+        log.info({ bundle: started.digest, version: started.version, revision: started.seq }, "policy bundle active")
+        break
+      case "kept":
+        logRefused(started.latest, `stored policy bundle (revision ${started.latest.seq}) refused`)
+        log.warn(
+          { bundle: started.digest, version: started.version, revision: started.seq },
+          `kept the last good policy bundle: version ${started.version} (revision ${started.seq})`,
+        )
+        yield* alertRefused(started.latest, "stored", { revision: started.latest.seq, kept: started.seq })
+        break
+      case "none-good":
+        logRefused(started.latest, `stored policy bundle (revision ${started.latest.seq}) refused`)
+        log.error(
+          "no stored policy bundle verifies: every intent is denied until a good bundle is published (vigil policy bundle)",
+        )
+        yield* alertRefused(started.latest, "stored", { revision: started.latest.seq })
+        break
+      case "unreadable":
+        log.error(
+          { err: started.detail },
+          "cannot read the stored policy bundle: every intent is denied until a good bundle is announced",
+        )
+        yield* raise("policy-bundle-refused", `The stored policy bundle cannot be read: ${started.detail}`, {
+          reason: "unreadable",
+          active: null,
+          activeVersion: null,
+          source: "stored",
+        })
+        break
+    }
     const sub = nc.subscribe(POLICY_BUNDLE_SUBJECT, {
       callback: (_err, msg) => {
         let doc: unknown
@@ -212,7 +264,7 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
               d = { ...withConsent, rules: [...withConsent.rules, `grant:${grant.id}`] }
           }
         }
-        yield* emit(intent, d, derivedEventId(intent.id, "policy"), intent)
+        yield* emit(intent, d, publisher.derivedId(intent.id, "policy"), intent)
         markDecided(intent.id)
         const t = timers.get(intent.id)
         if (t !== undefined) yield* Fiber.interrupt(t)
@@ -236,7 +288,7 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
                 "DLP did not screen the data that would leave the device in time, so it may not leave.",
                 "dlp-timeout",
               )
-              return emit(intent, d, derivedEventId(intent.id, "policy"), intent).pipe(
+              return emit(intent, d, publisher.derivedId(intent.id, "policy"), intent).pipe(
                 Effect.tap(() =>
                   Effect.sync(() => {
                     markDecided(intent.id)
@@ -323,7 +375,7 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
         }
         const d = evaluate(intent, true)
         const final = d.effect === "allow" ? { ...d, rules: [...d.rules, `consent:${e.id}`] } : d
-        yield* emit(intent, final, derivedEventId(e.id, "policy"), e)
+        yield* emit(intent, final, publisher.derivedId(e.id, "policy"), e)
         forget(intent.id)
       })
 
@@ -382,6 +434,7 @@ export const runPolicy = (settings: PolicySettings, home: Home, log: Log) =>
       handles,
       health: () => ({
         bundle: bundles.current?.digest ?? null,
+        bundleVersion: bundles.version ?? null,
         pending: intents.size,
         grants: grants.size,
         answers: bundles.current?.cacheStats() ?? null,
