@@ -5,6 +5,7 @@ import { jetStreamOptions, Publisher } from "@vigil/bus"
 import {
   derivedEventId,
   type Event,
+  eventIdFromDigest,
   eventIdKey,
   eventSubject,
   newEventId,
@@ -39,23 +40,8 @@ import { publishBundle, signedBundleFrom } from "../cli/src/policy-bundle.ts"
  */
 
 /** The derivation before keyed ids: anyone who saw the cause could compute it. */
-const unkeyedId = (causeId: string, producer: string): string => {
-  const h = createHash("sha256").update(`${producer}\n${causeId}\n0`).digest()
-  const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-  let out = ""
-  let acc = 0
-  let bits = 0
-  for (let i = 0; out.length < 16; i++) {
-    acc = (acc << 8) | (h[i] as number)
-    bits += 8
-    while (bits >= 5 && out.length < 16) {
-      out += alphabet[(acc >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-    acc &= (1 << bits) - 1
-  }
-  return causeId.slice(0, 10) + out
-}
+const unkeyedId = (causeId: string, producer: string): string =>
+  eventIdFromDigest(causeId, createHash("sha256").update(`${producer}\n${causeId}\n0`).digest())
 
 /** Junk stored under `msgId` by a user with NATS credentials only (on the one subject it may publish). */
 const squat = async (nc: NatsConnection, msgId: string) => {

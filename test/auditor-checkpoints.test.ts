@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process"
 import { randomBytes, randomUUID } from "node:crypto"
 import { cpSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -22,6 +21,7 @@ import {
   type NatsServer,
   prepareHome,
   readStream,
+  runServiceToExit,
   type ServiceProcess,
   startNats,
   startService,
@@ -235,20 +235,7 @@ describe("auditor start with junk on vigil.audit.checkpoint", () => {
 
     rmSync(dir, { recursive: true, force: true })
     cpSync(backup, dir, { recursive: true })
-    const child = spawn(process.execPath, [join(import.meta.dirname, "..", "services", "auditor", "src", "main.ts")], {
-      env: th.env(ENV),
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let output = ""
-    child.stdout.on("data", (b: Buffer) => {
-      output += b.toString()
-    })
-    child.stderr.on("data", (b: Buffer) => {
-      output += b.toString()
-    })
-    const killer = setTimeout(() => child.kill("SIGKILL"), 30_000)
-    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)))
-    clearTimeout(killer)
+    const { code, output } = await runServiceToExit("auditor", th, { env: ENV })
     expect(code, output).toBe(1)
     expect(output).toContain(`leaves ${oldSize}..${newer - 1} are missing`)
 

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process"
 import { appendFileSync, cpSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -29,6 +28,7 @@ import {
   type NatsServer,
   prepareHome,
   readStream,
+  runServiceToExit,
   type ServiceProcess,
   type StoredMsg,
   sleep,
@@ -334,20 +334,7 @@ describe("auditor on a rolled-back store", () => {
     // Roll the store back to the copy and start again: the auditor must refuse.
     rmSync(dir, { recursive: true, force: true })
     cpSync(backup, dir, { recursive: true })
-    const child = spawn(process.execPath, [join(import.meta.dirname, "..", "services", "auditor", "src", "main.ts")], {
-      env: th.env(env),
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let output = ""
-    child.stdout.on("data", (b: Buffer) => {
-      output += b.toString()
-    })
-    child.stderr.on("data", (b: Buffer) => {
-      output += b.toString()
-    })
-    const killer = setTimeout(() => child.kill("SIGKILL"), 30_000)
-    const code = await new Promise<number | null>((r) => child.once("exit", (c) => r(c)))
-    clearTimeout(killer)
+    const { code, output } = await runServiceToExit("auditor", th, { env: env })
     expect(code, output).not.toBe(0)
     expect(code, output).not.toBeNull()
     expect(output).toContain(`leaves ${oldSize}..`)

@@ -75,13 +75,10 @@ export interface ServiceProcess {
 }
 
 /** Start `services/<name>/src/main.ts` as its own process on a test home; resolves once its heartbeat is seen. */
-export const startService = async (
-  name: Service,
-  th: TestHome,
-  opts: { readonly env?: NodeJS.ProcessEnv; readonly watch?: NatsConnection; readonly readyTimeoutMs?: number } = {},
-): Promise<ServiceProcess> => {
+/** A service process on `th`, its stdout and stderr collected together. */
+const spawnService = (name: Service, th: TestHome, env?: NodeJS.ProcessEnv) => {
   const child = spawn(process.execPath, [join(REPO, "services", name, "src", "main.ts")], {
-    env: th.env(opts.env),
+    env: th.env(env),
     stdio: ["ignore", "pipe", "pipe"],
   })
   let out = ""
@@ -92,10 +89,35 @@ export const startService = async (
     out += b.toString()
   })
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)))
+  return { child, exited, output: () => out }
+}
+
+/**
+ * Run a service that is expected to stop by itself (a refused start): its exit code (null when killed after
+ * `timeoutMs`) and everything it printed.
+ */
+export const runServiceToExit = async (
+  name: Service,
+  th: TestHome,
+  opts: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number } = {},
+): Promise<{ readonly code: number | null; readonly output: string }> => {
+  const { child, exited, output } = spawnService(name, th, opts.env)
+  const killer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30_000)
+  const code = await exited
+  clearTimeout(killer)
+  return { code, output: output() }
+}
+
+export const startService = async (
+  name: Service,
+  th: TestHome,
+  opts: { readonly env?: NodeJS.ProcessEnv; readonly watch?: NatsConnection; readonly readyTimeoutMs?: number } = {},
+): Promise<ServiceProcess> => {
+  const { child, exited, output } = spawnService(name, th, opts.env)
   const proc: ServiceProcess = {
     child,
     pid: child.pid as number,
-    output: () => out,
+    output,
     exited,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
@@ -126,7 +148,7 @@ export const startService = async (
     sub.unsubscribe()
     if (!ok) {
       await proc.kill()
-      throw new Error(`${name} did not become healthy:\n${out.slice(-4000)}`)
+      throw new Error(`${name} did not become healthy:\n${output().slice(-4000)}`)
     }
   } finally {
     if (opts.watch === undefined) await nc.close()

@@ -23,7 +23,7 @@ export {
   taskDraft,
 } from "./deployment.ts"
 export type { ServiceProcess, TestHome } from "./home.ts"
-export { prepareHome, startService } from "./home.ts"
+export { prepareHome, runServiceToExit, startService } from "./home.ts"
 export type { Creds, NatsServer, StartNatsOptions } from "./nats.ts"
 export { freePort, NATS_SERVER_BIN, reconnected, startNats } from "./nats.ts"
 export type { Producers } from "./producers.ts"

@@ -37,13 +37,16 @@ export const eventIdKey = (seed: Uint8Array): Uint8Array =>
  * once; without the producer's `idKey` the id cannot be computed in advance. The time part is the cause's, so ids
  * stay sortable; the other 80 bits are the HMAC's.
  */
-export const derivedEventId = (idKey: Uint8Array, causeId: string, purpose: string, index = 0): string => {
-  const h = createHmac("sha256", idKey).update(`${purpose}\n${causeId}\n${index}`).digest()
+export const derivedEventId = (idKey: Uint8Array, causeId: string, purpose: string, index = 0): string =>
+  eventIdFromDigest(causeId, createHmac("sha256", idKey).update(`${purpose}\n${causeId}\n${index}`).digest())
+
+/** An event id with the time part of `causeId` and 80 bits of `digest` (16 Crockford base32 characters). */
+export const eventIdFromDigest = (causeId: string, digest: Uint8Array): string => {
   let rand = ""
   let bits = 0
   let acc = 0
   for (let i = 0; rand.length < 16; i++) {
-    acc = (acc << 8) | (h[i] as number)
+    acc = (acc << 8) | (digest[i] as number)
     bits += 8
     while (bits >= 5 && rand.length < 16) {
       rand += CROCKFORD[(acc >>> (bits - 5)) & 31]

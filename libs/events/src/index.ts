@@ -33,7 +33,15 @@ export {
   signEventEncoded,
   signingBytes,
 } from "./envelope.ts"
-export { derivedEventId, EVENT_ID_PATTERN, eventIdKey, eventIdTime, newEventId, TOKEN_PATTERN } from "./ids.ts"
+export {
+  derivedEventId,
+  EVENT_ID_PATTERN,
+  eventIdFromDigest,
+  eventIdKey,
+  eventIdTime,
+  newEventId,
+  TOKEN_PATTERN,
+} from "./ids.ts"
 export { BlobRef, EventId, KeyId, Sha256Hex, SignatureB64, Timestamp, Token } from "./primitives.ts"
 export type { SignatureChecker, SignaturePoolOptions } from "./signature-pool.ts"
 export { inlineChecker, SignaturePool } from "./signature-pool.ts"
