@@ -216,8 +216,10 @@ const rawRound = async (ctx: Ctx, round: number, transport: "js" | "acked" = "js
   const pubNc = await ctx.server.connect(PRODUCER)
   const subNc = await ctx.server.connect(CONSUMER)
   try {
-    const js = jetstream(pubNc, jetStreamOptions(PRODUCER))
-    const consumer = await jetstream(subNc, jetStreamOptions(CONSUMER)).consumers.get(STREAM_EVENTS, DURABLE)
+    // A secured server has an account per role (ADR 0017); an unsecured one only the server's own API.
+    const opts = (role: string) => (ctx.server.secure ? jetStreamOptions(role) : { checkAPI: false })
+    const js = jetstream(pubNc, opts(PRODUCER))
+    const consumer = await jetstream(subNc, opts(CONSUMER)).consumers.get(STREAM_EVENTS, DURABLE)
     const messages = await consumer.consume({ max_messages: ctx.batch })
     let consumed = 0
     const done = (async () => {

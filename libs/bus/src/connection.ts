@@ -36,7 +36,9 @@ export class Nats extends Context.Service<
         // Drain flushes pending acks and publishes before closing, so a clean shutdown loses nothing.
         (nc) => Effect.promise(() => nc.drain().catch(() => nc.close())),
       )
-      const js = jetstream(nc, jetStreamOptions(cfg.user))
+      // Without credentials there are no accounts (a server without authorization, for tests of non-security
+      // behaviour and benchmarks): the API is the server's own.
+      const js = jetstream(nc, Option.isSome(cfg.nkeySeed) ? jetStreamOptions(cfg.user) : { checkAPI: false })
       return Nats.of({ nc, js, user: cfg.user })
     }),
   )
