@@ -159,6 +159,36 @@ describe("derived event ids on a real bus", () => {
     expect(all).toHaveLength(1)
   })
 
+  it("junk that claims the producer's id, type, key and source, but not its signature, is not taken as its own", async () => {
+    const bus = await t.bus("dlp")
+    const cause = newEventId()
+    const id = derivedEventId(eventIdKey(t.dep.keys.dlp.seed), cause, "dlp")
+    const forged = {
+      ...signEvent(t.dep.keys.gateway, { id, type: "alert.raised", session: "forged", data: alertData("dlp") }),
+      source: "dlp",
+      kid: t.dep.keys.dlp.kid,
+      summary: "\ud800 lone surrogate: not canonicalisable",
+    }
+    const ack = await jetstream(attacker, jetStreamOptions("gateway")).publish(
+      eventSubject("squat", "task.submitted"),
+      JSON.stringify(forged),
+      { msgID: id },
+    )
+    const published = await bus.run(
+      Effect.gen(function* () {
+        const p = yield* Publisher
+        return yield* p.publish({
+          id: p.derivedId(cause, "dlp"),
+          type: "alert.raised",
+          session: "forged",
+          data: alertData("dlp"),
+        })
+      }),
+    )
+    expect(published.event.id).not.toBe(id)
+    expect(published.seq).not.toBe(ack.seq)
+  })
+
   it("an already-signed event whose id was taken fails loudly instead of counting as stored", async () => {
     const bus = await t.bus("policy")
     const event = signEvent(t.dep.keys.policy, { type: "alert.raised", session: "signed", data: alertData("x") })
