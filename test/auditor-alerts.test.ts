@@ -151,7 +151,9 @@ describe("auditor threshold alerts", () => {
     const jsm = await jetstreamManager(admin)
     await jsm.consumers.delete(STREAM_EVENTS, AUDITOR_DURABLE)
     await Effect.runPromise(provision(admin))
-    expect((await consumerInfo(admin, STREAM_EVENTS, AUDITOR_DURABLE)).num_pending).toBeGreaterThan(20)
+    // Every event stored so far comes again (how many depends on how many checkpoints the machine's pace allowed).
+    const pending = (await consumerInfo(admin, STREAM_EVENTS, AUDITOR_DURABLE)).num_pending
+    expect(pending).toBeGreaterThan(5)
     auditor = await startService("auditor", th, { env: { ...env, VIGIL_LOG_LEVEL: "info" } })
     await drained()
     const redelivered = auditor
@@ -159,7 +161,7 @@ describe("auditor threshold alerts", () => {
       .split("\n")
       .filter((l) => l.includes("redelivered events already in the log"))
       .reduce((n, l) => n + Number((JSON.parse(l) as { count: number }).count), 0)
-    expect(redelivered).toBeGreaterThan(20)
+    expect(redelivered).toBe(pending)
     expect(await alertsOf("sess_burst")).toHaveLength(1)
     expect(await alertsOf("sess_span")).toHaveLength(0)
 
