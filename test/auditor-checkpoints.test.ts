@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto"
-import { cpSync, mkdtempSync, rmSync } from "node:fs"
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
@@ -297,5 +297,29 @@ describe("findPublishedCheckpoint", () => {
     const found = await find(admin)
     expect(found.skipped).toHaveLength(before.skipped.length + 3)
     expect(found.newest?.streamSeq).toBe(before.newest?.streamSeq)
+  })
+})
+
+describe("a damaged store", () => {
+  it("is reported as damaged, naming the file and what to do, not as rolled back", async () => {
+    const dir = auditLogDir(th.home.root)
+    // The first level-0 tile: full (tile/0/000) once 256 leaves are in, partial (tile/0/000.p/<n>) before.
+    const tile = existsSync(join(dir, "tile/0/000"))
+      ? "tile/0/000"
+      : `tile/0/000.p/${readdirSync(join(dir, "tile/0/000.p")).sort((a, b) => Number(b) - Number(a))[0]}`
+    const bytes = readFileSync(join(dir, tile))
+    const flipped = Buffer.from(bytes)
+    flipped[5] = (flipped[5] as number) ^ 0x01
+    writeFileSync(join(dir, tile), flipped)
+    try {
+      const { code, output } = await runServiceToExit("auditor", th, { env: ENV })
+      expect(code, output).toBe(1)
+      expect(output).toContain("AuditStoreUnusable")
+      expect(output).toContain(`cannot open the audit log in ${dir}`)
+      expect(output).toContain("vigil audit verify")
+      expect(output).not.toContain("AuditStoreRolledBack")
+    } finally {
+      writeFileSync(join(dir, tile), bytes)
+    }
   })
 })

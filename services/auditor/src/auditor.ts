@@ -29,6 +29,7 @@ import type { ManifestChain } from "@vigil/keys"
 import type { VerifierKey } from "@vigil/note"
 import { ocsfSubject, RelatedIndex, toOcsf } from "@vigil/ocsf"
 import type { Log } from "@vigil/runtime"
+import { TlogError, type TlogErrorCode } from "@vigil/tlog"
 import { Data, Effect, Schedule, Semaphore } from "effect"
 import { AlertEngine, type AlertRule, type Firing } from "./alerts.ts"
 import { answer, startProofHttp } from "./proofs.ts"
@@ -64,6 +65,48 @@ export class AuditStoreRolledBack extends Data.TaggedError("AuditStoreRolledBack
   readonly message: string
   readonly firstBadIndex: number
 }> {}
+
+/**
+ * The store could not be opened: damaged, locked by another auditor, or not a log at all (never "rolled back":
+ * nothing about it says so). `code` is the tile log's (`TlogErrorCode`) when it said why, `path` the file at fault.
+ */
+export class AuditStoreUnusable extends Data.TaggedError("AuditStoreUnusable")<{
+  readonly message: string
+  readonly code: TlogErrorCode | "UNREADABLE"
+  readonly path: string | undefined
+  readonly cause: unknown
+}> {}
+
+/** What to do about a store the tile log refused, by its code. */
+const storeAdvice = (code: TlogErrorCode | "UNREADABLE", dir: string): string => {
+  switch (code) {
+    case "LOCKED":
+      return "another auditor holds it open: stop that one first"
+    case "CORRUPT":
+    case "MISSING_TILE":
+    case "MISSING_ENTRY":
+    case "INCONSISTENT":
+    case "CHECKPOINT_MISMATCH":
+      return `the store is damaged: \`vigil audit verify\` names the first bad leaf; restore ${dir} from a backup`
+    case "NOT_A_LOG":
+      return `${dir} holds files but no audit log: point VIGIL_HOME elsewhere or move them away`
+    default:
+      return "check the directory's permissions and free space"
+  }
+}
+
+/** The refusal of `AuditCore.open`, named for what it is. */
+const unusableStore = (dir: string, cause: unknown): AuditStoreUnusable => {
+  const code = cause instanceof TlogError ? cause.code : "UNREADABLE"
+  const path = cause instanceof TlogError ? cause.path : undefined
+  const what = cause instanceof Error ? cause.message : String(cause)
+  return new AuditStoreUnusable({
+    message: `cannot open the audit log in ${dir}${path === undefined ? "" : ` (${path})`}: ${what}; ${storeAdvice(code, dir)}`,
+    code,
+    path,
+    cause,
+  })
+}
 
 /**
  * The auditor: one durable over all of `vigil.ev.>` in stream order, batches appended to the tile log and
@@ -102,11 +145,7 @@ export const runAuditor = (settings: AuditorSettings, key: SigningKey, chain: Ma
             verifier: verifiers.at(-1) as VerifierKey,
             replay,
           }),
-        catch: (cause) =>
-          new AuditStoreRolledBack({
-            message: `cannot open the audit log in ${settings.dir}: ${cause}`,
-            firstBadIndex: 0,
-          }),
+        catch: (cause) => unusableStore(settings.dir, cause),
       }),
       (c) => Effect.sync(() => c.log.close()),
     )
