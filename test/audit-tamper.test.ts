@@ -20,7 +20,7 @@ import { type AuditVerifyReport, auditLogDir, readHomeTrust, verifyAuditLog } fr
  */
 
 const MAIN = resolve(import.meta.dirname, "..", "cli", "src", "main.ts")
-const LAYOUT = BUNDLE_LAYOUTS["vigil-u32"]
+const LAYOUT = BUNDLE_LAYOUTS["tlog-tiles"]
 const EVENTS = 297 // 33 sessions of 9 events: more than one full bundle (256 leaves)
 
 let th: TestHome
@@ -115,7 +115,7 @@ const rebuild = (dir: string, leaves: ReadonlyArray<Uint8Array>) => {
   const history = readFileSync(join(dir, CHECKPOINT_HISTORY))
   const published = readFileSync(join(dir, "checkpoint"))
   rmSync(dir, { recursive: true, force: true })
-  const log = TileLog.open(dir, { bundleFormat: "vigil-u32" })
+  const log = TileLog.open(dir, { bundleFormat: "tlog-tiles" })
   try {
     for (let i = 0; i < leaves.length; i += 100) log.append(leaves.slice(i, i + 100))
   } finally {

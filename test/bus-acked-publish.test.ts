@@ -88,6 +88,31 @@ describe("ackedPublisher", () => {
   })
 })
 
+describe("Publisher: the event size cap", () => {
+  it("refuses an event over 65,535 canonical bytes (one tlog-tiles entry) before sending it, naming the fix", async () => {
+    const t = await startVigilBus()
+    try {
+      const bus = await t.bus("dlp")
+      const exit = await bus.run(
+        Effect.gen(function* () {
+          const publisher = yield* Publisher
+          return yield* publisher.publish({
+            type: "alert.raised",
+            session: "oversized",
+            data: { rule: "r", severity: "low", summary: "s", evidence: [], details: { text: "x".repeat(70_000) } },
+          })
+        }).pipe(Effect.flip),
+      )
+      expect(exit).toBeInstanceOf(PublishError)
+      expect((exit as PublishError).refused).toBe(true)
+      expect(String((exit as PublishError).cause)).toMatch(/at most 65535 bytes: put content in a blob/)
+      expect(await countStored(t.admin, STREAM_EVENTS, eventSubject("oversized", "alert.raised"))).toBe(0)
+    } finally {
+      await t.stop()
+    }
+  })
+})
+
 describe("ackedPublisher without a stream or a server to answer", () => {
   it("fails, not as refused, when no stream stores the subject", async () => {
     const server = await startNats({})

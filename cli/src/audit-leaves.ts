@@ -15,7 +15,7 @@ import {
  * is all the auditor ever appends. Unique ids are checked across the whole log by the caller.
  */
 
-/** Entries may be as large as the log's bundle format allows (vigil-u32: 16 MiB); size is not the question here. */
+/** Entries may be as large as the log's bundle format allows (tlog-tiles: 65,535 bytes); size is not the question here. */
 export const LEAF_MAX_BYTES = 16 * 1024 * 1024
 
 export type LeafReason = RejectionReason | "non_canonical"

@@ -119,7 +119,9 @@ export class AuditCore {
   }
 
   static open(opts: CoreOptions): AuditCore {
-    return new AuditCore(TileLog.open(opts.dir), opts)
+    // C2SP tlog-tiles entry bundles (16-bit lengths: events are capped at 65,535 bytes at the bus), so a stock
+    // tlog-tiles client reads the log; a log written in the former uint32 framing is re-framed once, here.
+    return new AuditCore(TileLog.open(opts.dir, { bundleFormat: "tlog-tiles", migrate: true }), opts)
   }
 
   get size(): number {

@@ -1,4 +1,4 @@
-import { Config, Context, Effect, Layer, Option, type Redacted } from "effect"
+import { Config, Context, Effect, Layer, Option, type Redacted, Schema } from "effect"
 
 /** How a process reaches the bus and what it accepts from it. */
 export interface BusSettings {
@@ -7,7 +7,10 @@ export interface BusSettings {
   readonly user: string
   /** NKey seed (the `SU…` string) for that user; absent for an unsecured development server. */
   readonly nkeySeed: Option.Option<Redacted.Redacted<string>>
-  /** Largest event a consumer accepts; larger ones are dead-lettered as `oversized`. */
+  /**
+   * Largest signed event (canonical bytes) a publisher sends and a consumer accepts; larger ones are refused at
+   * publish and dead-lettered as `oversized`. At most {@link MAX_EVENT_BYTES}.
+   */
   readonly maxEventBytes: number
   /** JetStream de-duplication window; also the freshness bound consumers enforce (`replayed`). */
   readonly duplicateWindowMs: number
@@ -15,8 +18,14 @@ export interface BusSettings {
   readonly publishAttempts: number
 }
 
+/**
+ * The largest event the audit log can hold as one leaf: C2SP tlog-tiles frames each entry of a bundle with a 16-bit
+ * length. Content lives in blobs, so events stay far below it.
+ */
+export const MAX_EVENT_BYTES = 0xffff
+
 export const DEFAULTS = {
-  maxEventBytes: 256 * 1024,
+  maxEventBytes: MAX_EVENT_BYTES,
   duplicateWindowMs: 120_000,
   publishTimeoutMs: 5_000,
   publishAttempts: 6,
@@ -33,7 +42,10 @@ export class BusConfig extends Context.Service<BusConfig, BusSettings>()("@vigil
       const url = yield* Config.String("VIGIL_NATS_URL")
       const user = yield* Config.String("VIGIL_NATS_USER")
       const nkeySeed = yield* Config.option(Config.Redacted("VIGIL_NATS_SEED"))
-      const maxEventBytes = yield* Config.Int("VIGIL_MAX_EVENT_BYTES").pipe(Config.withDefault(DEFAULTS.maxEventBytes))
+      const maxEventBytes = yield* Config.schema(
+        Schema.Int.check(Schema.isBetween({ minimum: 1_024, maximum: MAX_EVENT_BYTES })),
+        "VIGIL_MAX_EVENT_BYTES",
+      ).pipe(Config.withDefault(DEFAULTS.maxEventBytes))
       return BusConfig.of({ ...DEFAULTS, url, user, nkeySeed, maxEventBytes })
     }),
   )

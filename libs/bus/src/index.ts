@@ -7,7 +7,7 @@ export {
   type StreamAck,
 } from "./acked-publish.ts"
 export type { BusSettings } from "./config.ts"
-export { BusConfig, DEFAULTS } from "./config.ts"
+export { BusConfig, DEFAULTS, MAX_EVENT_BYTES } from "./config.ts"
 export { jetStreamOptions, Nats } from "./connection.ts"
 export type {
   BatchHandler,

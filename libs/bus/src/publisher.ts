@@ -122,6 +122,19 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
         bytes: Uint8Array = encodeEvent(event as Envelope),
       ): Effect.Effect<Published<T>, PublishError> => {
         const subject = eventSubject(event.session, event.type)
+        if (bytes.length > cfg.maxEventBytes) {
+          // Every consumer would dead-letter it and the audit log could not hold it: refused, not retried.
+          return Effect.fail(
+            new PublishError({
+              subject,
+              eventId: event.id,
+              refused: true,
+              cause: new Error(
+                `event ${event.id} (${event.type}) is ${bytes.length} bytes; the bus takes events of at most ${cfg.maxEventBytes} bytes: put content in a blob`,
+              ),
+            }),
+          )
+        }
         const h = natsHeaders()
         if (event.trace !== "") h.set(HEADER_TRACEPARENT, event.trace)
         return Effect.callback<StreamAck, PublishError>((resume) => {

@@ -10,16 +10,14 @@ export const TILE_WIDTH = 256
  * - `"tlog-tiles"`: exactly c2sp.org/tlog-tiles, bundles at `tile/entries/<N>[.p/<W>]`, each entry a big-endian
  *   uint16 length then its bytes. An entry over 65,535 bytes cannot be framed, so `append` refuses it
  *   (`ENTRY_TOO_LARGE`) rather than truncating or splitting it.
- * - `"vigil-u32"` (the default): the same bundles with a big-endian uint32 length prefix, capped at 16 MiB per entry,
- *   served at `entries-u32/<N>[.p/<W>]`.
+ * - `"vigil-u32"` (the library's default): the same bundles with a big-endian uint32 length prefix, capped at 16 MiB
+ *   per entry, served at `entries-u32/<N>[.p/<W>]`.
  *
- * Why a second format: the auditor logs canonical signed events of up to 256 KiB, and the leaf must be the event
- * itself (RFC 9162 `leafHash(event)`) so that anyone holding an event can check its inclusion without a Vigil-specific
- * leaf encoding. Refusing large events would drop audit records; hashing them down to a digest leaf would change what
- * the tree commits to. tlog-tiles itself leaves the question open ("TODO: check if current logs need bigger leaves")
- * and says a log MAY serve entries in another format if it serves them at a different URL from the entry bundle URL,
- * so the uint32 bundles live outside `tile/`: `tile/<L>/...` and `checkpoint` stay byte-for-byte tlog-tiles and any
- * tlog-tiles client can fetch tiles and verify proofs against them; only fetching entries needs to know the prefix.
+ * The auditor writes `"tlog-tiles"`: the bus caps events at 65,535 bytes (content lives in blobs), so every event
+ * fits one entry and any tlog-tiles client reads the whole log; a log of the former uint32 framing is re-framed at
+ * open (`migrateBundles`). `"vigil-u32"` stays for logs whose leaves must be larger entries themselves (RFC 9162
+ * `leafHash(entry)`, no digest leaf): tlog-tiles allows serving another entry format at another URL, so those
+ * bundles live outside `tile/`, and `tile/<L>/...` and `checkpoint` stay byte-for-byte tlog-tiles either way.
  */
 export type BundleFormat = "tlog-tiles" | "vigil-u32"
 

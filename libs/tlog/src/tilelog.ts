@@ -31,12 +31,18 @@ import {
   TILE_WIDTH,
   tilePath,
 } from "./layout.ts"
+import { migrateBundles } from "./migrate.ts"
 import { cloneMeta, decodeState, encodeState, type JsonValue, type LastAppend, STATE_FILE } from "./state.ts"
 import { Lru, TileNodes } from "./tiles.ts"
 
 export interface TileLogOptions {
-  /** Entry bundle format of a new log (default `"vigil-u32"`); for an existing log, must match if given. */
+  /**
+   * Entry bundle format of a new log (default `"vigil-u32"`); for an existing log, must match if given, unless
+   * `migrate` is set.
+   */
   readonly bundleFormat?: BundleFormat
+  /** An existing log in another bundle format is re-framed in `bundleFormat` at open (see `migrateBundles`). */
+  readonly migrate?: boolean
   /** Create the log if `dir` has none (default true). */
   readonly create?: boolean
   /** Full tiles kept expanded in memory, 16 KiB each (default 2048, 32 MiB). */
@@ -183,10 +189,14 @@ export class TileLog implements HashReader {
         stateBytes = encodeState({ bundles: format, size: 0, root: empty, lastAppend: undefined })
         new DurableDir(real, options.faultHook).replace(STATE_FILE, stateBytes)
       }
-      const format = decodeState(stateBytes).bundles
-      if (options.bundleFormat !== undefined && options.bundleFormat !== format) {
-        throw new TlogError("BAD_STATE", `${real} holds ${format} bundles, not ${options.bundleFormat}`)
+      let state = decodeState(stateBytes)
+      if (options.bundleFormat !== undefined && options.bundleFormat !== state.bundles) {
+        if (options.migrate !== true) {
+          throw new TlogError("BAD_STATE", `${real} holds ${state.bundles} bundles, not ${options.bundleFormat}`)
+        }
+        state = migrateBundles(real, state, options.bundleFormat, new DurableDir(real, options.faultHook))
       }
+      const format = state.bundles
       const log = new TileLog(real, format, options)
       log.#load()
       log.#removeLeftovers()
