@@ -14,6 +14,7 @@ import {
   randomSeed,
 } from "@vigil/events"
 import { signingKeyOf } from "@vigil/keys"
+import { openCheckpoint, parseVerifierKey } from "@vigil/note"
 import { eventually, type NatsServer, prepareHome, startNats, startService, type TestHome } from "@vigil/test"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sampleEvents, sampleSession } from "../cli/src/audit-sample.ts"
@@ -134,6 +135,29 @@ describe("vigil audit proof", () => {
       (await vigil("proof", unknown, "--home", th.home.root, "--nats", server.url, "--json")).stdout,
     )
     expect(j).toMatchObject({ ok: false })
+  })
+})
+
+describe("vigil audit key", () => {
+  it("prints the verifier key that opens the checkpoint the running auditor serves", async () => {
+    const r = await vigil("key", "--home", th.home.root)
+    expect(r.code, r.stderr).toBe(0)
+    const lines = r.stdout.trimEnd().split("\n")
+    expect(lines).toHaveLength(1)
+    // Only the printed text, as an outside signed-note verifier would take it.
+    const vkey = parseVerifierKey(lines[0]!)
+    const ops = await server.connect("ops")
+    try {
+      const cp = (await ops.request(PROOF_SUBJECTS.checkpoint, "{}", { timeout: 2_000 })).json<{
+        ok: boolean
+        note: string
+      }>()
+      expect(cp.ok).toBe(true)
+      const { checkpoint } = openCheckpoint(cp.note, [vkey], { origin: vkey.name })
+      expect(Number(checkpoint.size)).toBeGreaterThanOrEqual(events.length)
+    } finally {
+      await ops.close()
+    }
   })
 })
 

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 // The auditor's own definitions of the log's origin, its checkpoint verifiers and the checkpoint history file, so
 // this check cannot drift from what the auditor signs. These modules are pure (no service start-up on import).
@@ -127,6 +127,11 @@ export class AuditInputError extends Error {
   override readonly name = "AuditInputError"
 }
 
+/** The directory given as the Vigil home has no `keys/root.pub`: the command ran and failed (the CLI exits 1). */
+export class NoVigilHome extends Error {
+  override readonly name = "NoVigilHome"
+}
+
 /** The auditor's log directory in a Vigil home. */
 export const auditLogDir = (home: string): string => join(homeAt(home).data("auditor"), "log")
 
@@ -145,9 +150,13 @@ export const readHomeTrust = (
       Buffer.from(readFileSync(join(h.keys, ROOT_PUBLIC_KEY_FILE), "utf8").trim(), "base64url"),
     )
   } catch (e) {
-    throw new AuditInputError(
-      `cannot read the root public key ${join(h.keys, ROOT_PUBLIC_KEY_FILE)}: ${(e as Error).message}`,
-    )
+    const path = join(h.keys, ROOT_PUBLIC_KEY_FILE)
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new NoVigilHome(
+        `not a Vigil home: ${h.root} (run \`vigil up\` first${existsSync(h.root) ? `; no keys/${ROOT_PUBLIC_KEY_FILE} there` : ""}, or pass --home DIR)`,
+      )
+    }
+    throw new AuditInputError(`cannot read the root public key ${path}: ${(e as Error).message}`)
   }
   const manifests: unknown[] = []
   try {
@@ -232,6 +241,8 @@ const checkpointCode = (e: unknown): string => {
 }
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64")
+/** `1 leaf`, `2 leaves`. */
+const leaves = (n: number) => `${n} ${n === 1 ? "leaf" : "leaves"}`
 const equalBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
 
 /** Runs the three checks (see the module comment) and returns the report; throws only {@link AuditInputError}. */
@@ -268,7 +279,7 @@ const verifyWith = async (opts: AuditVerifyOptions, pool: SignatureChecker): Pro
     ["to", to],
   ] as const) {
     if (!Number.isSafeInteger(v) || v < 0 || v > size) {
-      throw new AuditInputError(`--${name} ${v} is not a leaf position in [0, ${size}] (the log has ${size} leaves)`)
+      throw new AuditInputError(`--${name} ${v} is not a leaf position in [0, ${size}] (the log has ${leaves(size)})`)
     }
   }
   if (from > to) throw new AuditInputError(`--from ${from} is past --to ${to}`)
@@ -406,7 +417,7 @@ const verifyWith = async (opts: AuditVerifyOptions, pool: SignatureChecker): Pro
     if (cpSize > tree.size) {
       bad(
         "checkpoint_beyond_log",
-        `signs ${cpSize} leaves, the log holds ${tree.size}: leaves ${tree.size}..${cpSize - 1} are missing`,
+        `signs ${leaves(cpSize)}, the log holds ${tree.size}: ${cpSize - tree.size === 1 ? `leaf ${tree.size} is` : `leaves ${tree.size}..${cpSize - 1} are`} missing`,
         tree.size,
         cpSize,
       )
@@ -415,7 +426,7 @@ const verifyWith = async (opts: AuditVerifyOptions, pool: SignatureChecker): Pro
     if (!equalBytes(tree.rootAt(cpSize), cp.rootHash)) {
       bad(
         "checkpoint_root_mismatch",
-        `its root is not the root of the log's first ${cpSize} leaves: a leaf in [${lo}, ${cpSize}) differs from what was signed`,
+        `its root is not the root of the log's first ${leaves(cpSize)}: a leaf in [${lo}, ${cpSize}) differs from what was signed`,
         lo,
         cpSize,
       )

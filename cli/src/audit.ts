@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util"
+import { auditorVerifierKeys, logOrigin } from "@vigil/auditlog"
 import { homeAt } from "@vigil/runtime"
 import {
   AuditCheckFailed,
@@ -15,11 +16,12 @@ import {
   type AuditProgress,
   type AuditVerifyReport,
   auditLogDir,
+  NoVigilHome,
   readHomeTrust,
   verifyAuditLog,
 } from "./audit-verify.ts"
 
-export const AUDIT_USAGE = `usage: vigil audit <verify|proof|tail> [options]
+export const AUDIT_USAGE = `usage: vigil audit <verify|proof|tail|key> [options]
 
   verify [--from N] [--to N]   check the auditor's log offline: every leaf a valid signed event the key manifest
                                authorised (leaves [from, to)), ids unique, tiles and root recomputed, every signed
@@ -30,6 +32,10 @@ export const AUDIT_USAGE = `usage: vigil audit <verify|proof|tail> [options]
                                keeps printing new ones until Ctrl-C. Each is verified as the services verify
                                events (OCSF records: against the auditor's leaf); one that does not verify is
                                printed as "REFUSED <reason>: …" ("verified": false in --json): not an audit entry
+  key [--all]                  the checkpoints' verifier key in c2sp.org/signed-note form,
+                               <origin>+<key id>+<base64 key>, for any signed-note verifier: the auditor key the
+                               key manifest grants now; --all: every auditor key it ever granted, newest first
+                               (older checkpoints are signed by older keys). One key a line
 
 options:
   --home DIR    Vigil home (default $VIGIL_HOME or ./.vigil)
@@ -60,10 +66,12 @@ const intOption = (name: string, v: string | undefined): number | undefined => {
 }
 
 const num = (n: number) => n.toLocaleString("en-US")
+/** `1 leaf`, `2 leaves`, `1,024 leaves`: a count and its noun, singular for exactly one. */
+export const count = (n: number, one: string, many = `${one}s`) => `${num(n)} ${n === 1 ? one : many}`
 
 /**
- * `vigil audit …` with its own arguments (after `audit`); resolves to the exit code: 0 verified, 1 a check failed
- * (the reason is printed), 2 a usage or set-up error.
+ * `vigil audit …` with its own arguments (after `audit`); resolves to the exit code: 0 verified (done), 1 a check
+ * failed, nothing to show, or no Vigil home at --home (the reason is printed, one line), 2 a usage or set-up error.
  */
 export const runAudit = async (argv: ReadonlyArray<string>, io: AuditIo = processIo()): Promise<number> => {
   let values: Record<string, string | boolean | undefined>
@@ -80,6 +88,7 @@ export const runAudit = async (argv: ReadonlyArray<string>, io: AuditIo = proces
         n: { type: "string" },
         ocsf: { type: "boolean", default: false },
         follow: { type: "boolean", default: false },
+        all: { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -130,11 +139,16 @@ export const runAudit = async (argv: ReadonlyArray<string>, io: AuditIo = proces
           io,
         )
       }
+      case "key": {
+        if (positionals.length > 1) return fail(2, `unexpected argument ${positionals[1]}`)
+        return keyCommand(home, values.all === true, json, io)
+      }
       default:
         io.err(`vigil audit: unknown subcommand "${sub}"\n\n${AUDIT_USAGE}`)
         return 2
     }
   } catch (e) {
+    if (e instanceof NoVigilHome) return fail(1, e.message)
     if (e instanceof AuditInputError) return fail(2, e.message)
     if (e instanceof AuditCheckFailed) return fail(1, e.message)
     return fail(2, e instanceof Error ? e.message : String(e))
@@ -143,18 +157,21 @@ export const runAudit = async (argv: ReadonlyArray<string>, io: AuditIo = proces
 
 /** Progress on stderr: a redrawn bar on a terminal, else a plain percentage line at most once a second. */
 const progressReporter = (io: AuditIo) => {
+  let finished = false
   let lastLine = performance.now()
   let lastPct = -1
   let drawn = false
   const started = performance.now()
   const update = (p: AuditProgress) => {
+    // Nothing after done(): the result follows it, and a progress line must never land after the result.
+    if (finished) return
     // A leaf's signature costs about ten times its share of the tree check.
     const work = p.eventsTotal + 0.1 * p.treeTotal
     const fraction = work === 0 ? 1 : Math.min(1, (p.events + 0.1 * p.tree) / work)
     const pct = Math.floor(fraction * 100)
     const secs = (performance.now() - started) / 1000
     const rate = secs > 0 ? Math.round(p.events / secs) : 0
-    const what = `${num(p.events)}/${num(p.eventsTotal)} events, ${num(rate)} events/s`
+    const what = `${num(p.events)}/${count(p.eventsTotal, "event")}, ${num(rate)} events/s`
     if (io.errIsTty) {
       if (pct === lastPct) return
       lastPct = pct
@@ -172,7 +189,9 @@ const progressReporter = (io: AuditIo) => {
     }
   }
   const done = () => {
+    finished = true
     if (drawn) io.err("\r\u001b[2K")
+    drawn = false
   }
   return { update, done }
 }
@@ -182,7 +201,7 @@ const describe = (p: AuditProblem): string => {
     p.kind === "checkpoint"
       ? `checkpoint ${(p.checkpoint ?? 0) + 1}${p.index === undefined ? "" : ` (leaves from ${p.index})`}`
       : `leaf ${p.index ?? "?"}`
-  const repeats = p.repeats === undefined ? "" : ` (and ${p.repeats} later checkpoints)`
+  const repeats = p.repeats === undefined ? "" : ` (and ${count(p.repeats, "later checkpoint")})`
   return `${where}: ${p.code}: ${p.message}${p.path === undefined ? "" : ` [${p.path}]`}${repeats}`
 }
 
@@ -212,7 +231,8 @@ const verifyCommand = async (
   return printVerify(report, json, io)
 }
 
-const printVerify = (r: AuditVerifyReport, json: boolean, io: AuditIo): number => {
+/** The report as `vigil audit verify` prints it (one JSON line with --json); the exit code. */
+export const printVerify = (r: AuditVerifyReport, json: boolean, io: AuditIo): number => {
   if (json) {
     io.out(JSON.stringify(r))
     return r.ok ? 0 : 1
@@ -221,14 +241,14 @@ const printVerify = (r: AuditVerifyReport, json: boolean, io: AuditIo): number =
   if (r.ok) {
     io.out(
       [
-        `audit log verified: ${num(r.size)} leaves${range}, ${num(r.checkpoints)} signed checkpoints (latest size ${num(r.checkpointSize)})`,
+        `audit log verified: ${count(r.size, "leaf", "leaves")}${range}, ${count(r.checkpoints, "signed checkpoint")} (latest size ${num(r.checkpointSize)})`,
         `  events       ${num(r.leavesChecked)} signed, authorised, canonical and unique, in ${(r.elapsedMs / 1000).toFixed(2)} s (${num(Math.round(r.rate))} events/s)`,
         "  tree         every leaf hash, tile and the committed root recomputed",
         `  checkpoints  each signed by an auditor key of the manifest, root = the leaves' root, consistent with the one before`,
         `  root         ${r.root}`,
         ...(r.unsignedLeaves > 0
           ? [
-              `  note         ${num(r.unsignedLeaves)} leaves after the last checkpoint are not covered by a signature yet`,
+              `  note         ${count(r.unsignedLeaves, "leaf", "leaves")} after the last checkpoint ${r.unsignedLeaves === 1 ? "is" : "are"} not covered by a signature yet`,
             ]
           : []),
         `  origin       ${r.origin}`,
@@ -240,9 +260,32 @@ const printVerify = (r: AuditVerifyReport, json: boolean, io: AuditIo): number =
   const lines = [`audit log NOT verified: first problem at ${describe(first)}`]
   const others = r.problems.slice(1)
   if (others.length > 0) lines.push(...others.map((p) => `  also ${describe(p)}`))
-  lines.push(`  (${num(r.size)} leaves${range}, ${num(r.checkpoints)} checkpoints; log ${r.dir})`)
+  lines.push(`  (${count(r.size, "leaf", "leaves")}${range}, ${count(r.checkpoints, "checkpoint")}; log ${r.dir})`)
   io.out(lines.join("\n"))
   return 1
+}
+
+/**
+ * `vigil audit key`: the auditor's checkpoint verifier key(s) for the log's origin, from the home's key manifest
+ * (verified under `keys/root.pub`). Text: one verifier key a line, newest first, nothing else, so it can be saved as
+ * is (`vigil audit key > vigil.vkey`). JSON: one object, `{ ok, origin, keys: [{ vkey, keyId, kid, notBefore,
+ * notAfter, manifestVersion, current }] }`.
+ */
+const keyCommand = (home: string, all: boolean, json: boolean, io: AuditIo): number => {
+  const { chain } = readHomeTrust(home)
+  const origin = logOrigin(chain)
+  const every = auditorVerifierKeys(origin, chain)
+  const keys = all ? every : every.filter((k) => k.current)
+  if (keys.length === 0) {
+    throw new AuditCheckFailed(
+      every.length === 0
+        ? `the key manifest (v${chain.latest.version}) grants no auditor key`
+        : `no auditor key of the key manifest (v${chain.latest.version}) is valid now; --all lists the ${count(every.length, "key")} it ever granted`,
+    )
+  }
+  if (json) io.out(JSON.stringify({ ok: true, origin, keys }))
+  else for (const k of keys) io.out(k.vkey)
+  return 0
 }
 
 const proofCommand = async (

@@ -5,4 +5,5 @@
  */
 export type { AppendOutcome, BatchMeta, CoreOptions, Incoming } from "./core.ts"
 export { AuditCore, CHECKPOINT_HISTORY, HELD_FILE, readCheckpointHistory } from "./core.ts"
-export { logOrigin, noteSigner, noteVerifiers } from "./naming.ts"
+export type { AuditorVerifierKey } from "./naming.ts"
+export { auditorVerifierKeys, logOrigin, noteSigner, noteVerifiers } from "./naming.ts"

@@ -17,13 +17,32 @@ export type ProofAnswer =
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64")
 const bad = (error: string): ProofAnswer => ({ ok: false, error })
 
-const sizeFor = (core: AuditCore, requested: unknown): number | ProofAnswer => {
+/** The parameters each kind of question takes; any other is refused by name. */
+export const PROOF_PARAMS: Readonly<Record<keyof typeof PROOF_SUBJECTS, ReadonlyArray<string>>> = {
+  checkpoint: [],
+  inclusion: ["id", "index", "size"],
+  consistency: ["from", "to"],
+  entry: ["index"],
+}
+
+/** A value a caller gave, quoted for an error message and cut to a readable length. */
+const given = (v: unknown): string => {
+  const text = JSON.stringify(v ?? null) ?? String(v)
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text
+}
+
+const isInt = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v)
+
+/** `[lo, hi]`, or what to say when no value fits (an empty log). */
+const range = (lo: number, hi: number) => (hi < lo ? "[] (the log has no leaves yet)" : `[${lo}, ${hi}]`)
+
+const sizeFor = (core: AuditCore, name: string, requested: unknown): number | ProofAnswer => {
   const signed = core.lastCheckpoint
   if (requested === undefined || requested === null) {
     return signed === undefined ? bad("no checkpoint has been signed yet") : signed.size
   }
-  if (typeof requested !== "number" || !Number.isSafeInteger(requested) || requested < 1 || requested > core.size) {
-    return bad(`size must be an integer in [1, ${core.size}]`)
+  if (!isInt(requested) || requested < 1 || requested > core.size) {
+    return bad(`${name} must be an integer in ${range(1, core.size)}, got ${given(requested)}`)
   }
   return requested
 }
@@ -33,6 +52,13 @@ export const answer = (
   kind: keyof typeof PROOF_SUBJECTS,
   req: Record<string, unknown>,
 ): ProofAnswer => {
+  if (typeof req !== "object" || req === null || Array.isArray(req)) return bad("request must be a JSON object")
+  const allowed = PROOF_PARAMS[kind]
+  const unknown = Object.keys(req).filter((k) => !allowed.includes(k))
+  if (unknown.length > 0) {
+    const takes = allowed.length === 0 ? "takes no parameters" : `takes ${allowed.join(", ")}`
+    return bad(`unknown parameter ${unknown.map(given).join(", ")}: ${kind} ${takes}`)
+  }
   switch (kind) {
     case "checkpoint": {
       const signed = core.lastCheckpoint
@@ -41,14 +67,28 @@ export const answer = (
         : { ok: true, size: signed.size, note: signed.note }
     }
     case "inclusion": {
-      const size = sizeFor(core, req.size)
+      if (req.id !== undefined && req.index !== undefined) return bad("give an id or an index, not both")
+      if (req.id !== undefined && (typeof req.id !== "string" || req.id === "")) {
+        return bad(`id must be an event id (a string), got ${given(req.id)}`)
+      }
+      if (req.id === undefined && req.index === undefined) return bad("give an id or an index")
+      const size = sizeFor(core, "size", req.size)
       if (typeof size !== "number") return size
-      let index: number | undefined
-      if (typeof req.id === "string") index = core.indexOf(req.id)
-      else if (typeof req.index === "number" && Number.isSafeInteger(req.index)) index = req.index
-      if (index === undefined)
-        return bad(typeof req.id === "string" ? `no event ${req.id} in the log` : "give an id or an index")
-      if (index < 0 || index >= size) return bad(`leaf ${index} is not in the tree of size ${size}`)
+      let index: number
+      if (typeof req.id === "string") {
+        const found = core.indexOf(req.id)
+        if (found === undefined) return bad(`no event ${given(req.id)} in the log`)
+        index = found
+        if (index >= size)
+          return bad(`event ${given(req.id)} is leaf ${index}, which is not in the tree of size ${size}`)
+      } else {
+        if (!isInt(req.index) || req.index < 0 || req.index >= size) {
+          return bad(
+            `index must be an integer in ${range(0, size - 1)} (the tree of size ${size}), got ${given(req.index)}`,
+          )
+        }
+        index = req.index
+      }
       return {
         ok: true,
         index,
@@ -60,18 +100,18 @@ export const answer = (
       }
     }
     case "consistency": {
-      const to = sizeFor(core, req.to)
+      const to = sizeFor(core, "to", req.to)
       if (typeof to !== "number") return to
       const from = req.from
-      if (typeof from !== "number" || !Number.isSafeInteger(from) || from < 1 || from > to) {
-        return bad(`from must be an integer in [1, ${to}]`)
+      if (!isInt(from) || from < 1 || from > to) {
+        return bad(`from must be an integer in ${range(1, to)}, got ${given(from)}`)
       }
       return { ok: true, from, to, proof: core.log.consistencyProof(from, to).map(b64), root: b64(core.log.rootAt(to)) }
     }
     case "entry": {
       const index = req.index
-      if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 0 || index >= core.size) {
-        return bad(`index must be an integer in [0, ${core.size - 1}]`)
+      if (!isInt(index) || index < 0 || index >= core.size) {
+        return bad(`index must be an integer in ${range(0, core.size - 1)}, got ${given(index)}`)
       }
       return { ok: true, index, leaf: b64(core.log.entry(index)) }
     }
@@ -79,8 +119,25 @@ export const answer = (
 }
 
 /**
+ * An HTTP query as a request for {@link answer}: `id` as given, every other value a number when it is a whole
+ * decimal number (a safe integer), else the text as given, which `answer` then refuses naming the parameter. A
+ * parameter given twice is refused here.
+ */
+export const queryParams = (
+  params: URLSearchParams,
+): { readonly ok: true; readonly req: Record<string, unknown> } | { readonly ok: false; readonly error: string } => {
+  const req: Record<string, unknown> = {}
+  for (const [k, v] of params) {
+    if (Object.hasOwn(req, k)) return { ok: false, error: `parameter ${JSON.stringify(k)} is given more than once` }
+    req[k] = k !== "id" && /^[0-9]+$/.test(v) && Number.isSafeInteger(Number(v)) ? Number(v) : v
+  }
+  return { ok: true, req }
+}
+
+/**
  * HTTP on 127.0.0.1: `/checkpoint` and the tile files as stored (tlog-tiles layout, immutable, cacheable), plus
- * `/proof/inclusion?id=…|index=…[&size=…]`, `/proof/consistency?from=…[&to=…]`, `/proof/entry?index=…`.
+ * `/proof/inclusion?id=…|index=…[&size=…]`, `/proof/consistency?from=…[&to=…]`, `/proof/entry?index=…`. A proof
+ * question that cannot be answered is a 400 with `{ ok: false, error }`, the error naming the parameter at fault.
  */
 export const startProofHttp = (core: AuditCore, port: number): Promise<Server> => {
   const root = realpathSync(core.log.dir)
@@ -99,9 +156,8 @@ export const startProofHttp = (core: AuditCore, port: number): Promise<Server> =
     }
     const proof = /^\/proof\/(inclusion|consistency|entry)$/.exec(url.pathname)
     if (proof !== null) {
-      const q: Record<string, unknown> = {}
-      for (const [k, v] of url.searchParams) q[k] = k === "id" ? v : Number(v)
-      const a = answer(core, proof[1] as "inclusion" | "consistency" | "entry", q)
+      const q = queryParams(url.searchParams)
+      const a = q.ok ? answer(core, proof[1] as "inclusion" | "consistency" | "entry", q.req) : q
       return send(a.ok ? 200 : 400, `${JSON.stringify(a)}\n`, "application/json")
     }
     // Static tiles and entry bundles: only paths inside the log dir, only the tlog-tiles path shapes.
