@@ -1,16 +1,36 @@
 #!/usr/bin/env node
+// The `vigil` command. Arguments are parsed (args.ts, the one convention of every command) before any command's
+// modules are imported: `--help`, `--version` and usage errors answer at once.
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { homeAt } from "@vigil/runtime"
-import { Cause, Effect, type Exit, Fiber } from "effect"
-import { DEFAULT_AUDIT_PORT, DEFAULT_PORT, up } from "./up.ts"
+import {
+  CliFailure,
+  cleanParseMessage,
+  cliVersion,
+  debugWanted,
+  EXIT_CODES_HELP,
+  homeDir,
+  jsonWanted,
+  parseCommandLine,
+  type Reporter,
+  reportError,
+  requireVigilHome,
+  resolveBusUrl,
+  UsageError,
+} from "./args.ts"
 
 const REPO = resolve(fileURLToPath(new URL("../..", import.meta.url)))
+
+// The defaults of up.ts, repeated here so that `--help` need not import the supervisor (a test keeps them equal).
+export const HELP_DEFAULT_PORT = 4290
+export const HELP_DEFAULT_AUDIT_PORT = 4380
 
 const USAGE = `vigil — signed, replayable, auditable desktop agent runtime
 
 usage: vigil <command> [options]
+       vigil <command> --help
+       vigil --version
 
 commands:
   up        start the bus (embedded nats-server unless --nats is given) and the six services; Ctrl-C stops all
@@ -18,17 +38,53 @@ commands:
             (vigil audit verify|proof <event-id>|tail; see vigil audit --help)
   policy    test|check the policies/ bundles, publish a signed bundle, what-if on a recorded intent
             (see vigil policy --help)
-  help      this text
+  help      this text; \`vigil help <command>\` is \`vigil <command> --help\`
+
+options of every command:
+  --json            machine-readable output: one JSON object per line on stdout, errors included
+                    ({"ok":false,"error":"<message>"})
+  --debug           show stack traces of unexpected errors (or VIGIL_DEBUG=1)
+  -h, --help        usage of the command
+  --version         vigil's version
+
+${EXIT_CODES_HELP}
+`
+
+const UP_USAGE = `usage: vigil up [options]
+
+Start the bus (Vigil's own nats-server on 127.0.0.1 unless --nats is given), provision it, publish the signed key
+manifest and the policy bundle, start the six services and wait until each answers; Ctrl-C stops everything.
 
 options:
   --home DIR        data directory (keys, NATS users, JetStream store, logs); default $VIGIL_HOME or ./.vigil
-  --port N          port of the embedded nats-server on 127.0.0.1 (default ${DEFAULT_PORT})
+  --port N          port of the embedded nats-server on 127.0.0.1, 1–65535 (default ${HELP_DEFAULT_PORT})
   --nats URL        use this existing Vigil deployment instead of the embedded server
   --workspace DIR   the folder the agent may work in (default: the demo workspace)
-  --audit-port N    port of the auditor's read-only HTTP on 127.0.0.1 (default ${DEFAULT_AUDIT_PORT})
-  --role NAME       policy role bundle from policies/roles/ (e.g. business, engineering-canary)
-  --json            machine-readable output, one JSON object per line
+  --audit-port N    port of the auditor's read-only HTTP on 127.0.0.1, 1–65535 (default ${HELP_DEFAULT_AUDIT_PORT})
+  --role NAME       policy role bundle from policies/roles/ (e.g. business, engineering-canary);
+                    default $VIGIL_POLICY_ROLE or the default set
+  --json            one JSON object per line ({"event":"ready",…}; errors {"ok":false,"error":…})
+  --debug           show stack traces of unexpected errors (or VIGIL_DEBUG=1)
+  -h, --help        this text
+
+${EXIT_CODES_HELP}
 `
+
+const UP_OPTIONS = {
+  home: { kind: "string" },
+  port: { kind: "port" },
+  nats: { kind: "string" },
+  workspace: { kind: "string" },
+  "audit-port": { kind: "port" },
+  role: { kind: "string" },
+} as const
+
+const COMMANDS = ["up", "audit", "policy", "help"] as const
+
+const argv = process.argv.slice(2)
+const debug = debugWanted(argv)
+const json = jsonWanted(argv)
+const globalReporter: Reporter = { command: "vigil", json, debug, helpHint: "vigil --help" }
 
 // Output piped into `head` and the like: a closed pipe ends the command quietly, as for any Unix tool.
 process.stdout.on("error", (e: NodeJS.ErrnoException) => {
@@ -36,122 +92,241 @@ process.stdout.on("error", (e: NodeJS.ErrnoException) => {
   throw e
 })
 
-// `vigil audit …` and `vigil policy …` parse their own arguments (strictly); the rest are `up`'s.
-const first = process.argv.slice(2).find((a) => !a.startsWith("-"))
-const delegated = first === "audit" || first === "policy"
-const { values, positionals } = parseArgs({
-  args: delegated ? [first] : process.argv.slice(2),
-  allowPositionals: true,
-  options: {
-    home: { type: "string" },
-    port: { type: "string" },
-    nats: { type: "string" },
-    workspace: { type: "string" },
-    "audit-port": { type: "string" },
-    role: { type: "string" },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-    // vigil audit's own options (it parses its arguments itself, strictly)
-    from: { type: "string" },
-    to: { type: "string" },
-    n: { type: "string" },
-    ocsf: { type: "boolean", default: false },
-    follow: { type: "boolean", default: false },
-  },
-})
+// Whatever escapes a command still ends as one line (a stack only with --debug or VIGIL_DEBUG=1).
+const lastResort = (e: unknown) => {
+  const code = reportError(globalReporter, e)
+  process.exit(code)
+}
+process.on("uncaughtException", lastResort)
+process.on("unhandledRejection", lastResort)
 
-const command = positionals[0] ?? "help"
-const json = values.json === true
-const say = (human: string, obj: Record<string, unknown>) =>
-  process.stdout.write(`${json ? JSON.stringify(obj) : human}\n`)
+/**
+ * Where the command word is: the first positional argument, skipping the values of options that take one (so that
+ * `vigil --home DIR up` still works). Returns -1 when there is none.
+ */
+const commandIndex = (args: ReadonlyArray<string>): number => {
+  const valued = ["home", "port", "nats", "workspace", "audit-port", "role", "dir", "granted", "from", "to", "n"]
+  const { tokens } = parseArgs({
+    args: [...args],
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+    options: Object.fromEntries(valued.map((n) => [n, { type: "string" as const }])),
+  })
+  return tokens.find((t) => t.kind === "positional")?.index ?? -1
+}
 
-const runUntilSignal = <A, E>(program: Effect.Effect<A, E>) => {
-  const fiber = Effect.runFork(program)
-  const stop = (signal: string) => {
-    say(`\nvigil: ${signal}, stopping…`, { event: "stopping", signal })
-    Effect.runFork(Fiber.interrupt(fiber))
-  }
-  process.once("SIGINT", () => stop("SIGINT"))
-  process.once("SIGTERM", () => stop("SIGTERM"))
-  fiber.addObserver((exit) => {
-    if (exit._tag === "Failure" && !isInterruptOnly(exit)) {
-      const e = Cause.squash(exit.cause)
-      process.stderr.write(
-        `vigil: ${e instanceof Error || (typeof e === "object" && e !== null && "message" in e) ? (e as { message: string }).message : String(e)}\n`,
+const main = async (): Promise<number> => {
+  const at = commandIndex(argv)
+  if (at === -1) {
+    // Only global options: --version, --help, or a usage error.
+    const { values } = parseCommandLine(argv, { version: { kind: "boolean" } })
+    if (values.version) {
+      process.stdout.write(
+        json ? `${JSON.stringify({ ok: true, version: cliVersion() })}\n` : `vigil ${cliVersion()}\n`,
       )
+      return 0
     }
-    process.exitCode = exit._tag === "Success" || isInterruptOnly(exit) ? 0 : 1
+    if (values.help) {
+      process.stdout.write(USAGE)
+      return 0
+    }
+    process.stderr.write(USAGE)
+    throw new UsageError("missing command: up, audit or policy")
+  }
+  const command = argv[at]!
+  const rest = [...argv.slice(0, at), ...argv.slice(at + 1)]
+  switch (command) {
+    case "help": {
+      const topic = rest.find((a) => !a.startsWith("-"))
+      if (topic === undefined) {
+        process.stdout.write(USAGE)
+        return 0
+      }
+      if (!(COMMANDS as ReadonlyArray<string>).includes(topic) || topic === "help")
+        throw new UsageError(`unknown command "${topic}": up, audit or policy`)
+      return runCommand(topic, ["--help"])
+    }
+    default:
+      return runCommand(command, rest)
+  }
+}
+
+const runCommand = async (command: string, args: ReadonlyArray<string>): Promise<number> => {
+  switch (command) {
+    case "up":
+      return upCommand(args)
+    case "policy":
+      return (await import("./policy.ts")).runPolicyCli(args)
+    case "audit":
+      return auditCommand(args)
+    default:
+      throw new UsageError(`unknown command "${command}": up, audit or policy`)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------- audit
+
+const AUDIT_OPTIONS = {
+  home: { kind: "string" },
+  nats: { kind: "string" },
+  from: { kind: "string" },
+  to: { kind: "string" },
+  n: { kind: "string" },
+  ocsf: { kind: "boolean" },
+  follow: { kind: "boolean" },
+  all: { kind: "boolean" },
+} as const
+
+/**
+ * `vigil audit …`: audit.ts parses its own arguments (strictly) and runs the command. Here, around it: `--debug` is
+ * taken off; a command line it accepts is checked first for a Vigil home and, for the commands that use the bus, a
+ * running stack; a usage error it reports with `--json` also comes as the JSON error line; `--help` ends with the
+ * exit codes.
+ */
+const auditCommand = async (args: ReadonlyArray<string>): Promise<number> => {
+  const own = args.filter((a) => a !== "--debug")
+  let parsed: ReturnType<typeof parseCommandLine<typeof AUDIT_OPTIONS>> | undefined
+  try {
+    parsed = parseCommandLine(own, AUDIT_OPTIONS)
+  } catch {
+    parsed = undefined // audit.ts reports it (or knows options this list does not)
+  }
+  const sub = parsed?.positionals[0]
+  const help = parsed !== undefined && (parsed.values.help || sub === "help")
+  // Usage errors first: numbers audit.ts checks itself leave the check of the home to it.
+  const numbersOk = [parsed?.values.from, parsed?.values.to, parsed?.values.n].every(
+    (v) => v === undefined || /^[0-9]+$/.test(v),
+  )
+  const arity = parsed?.positionals.length === (sub === "proof" ? 2 : 1)
+  if (
+    parsed !== undefined &&
+    !help &&
+    numbersOk &&
+    arity &&
+    (sub === "verify" || sub === "proof" || sub === "tail" || sub === "key")
+  ) {
+    const reporter: Reporter = { command: `vigil audit ${sub}`, json, debug, helpHint: "vigil audit --help" }
+    try {
+      const home = homeDir(parsed.values.home)
+      requireVigilHome(home)
+      if (sub === "proof" || sub === "tail") await resolveBusUrl(home, parsed.values.nats)
+    } catch (e) {
+      return reportError(reporter, e)
+    }
+  }
+  const { runAudit } = await import("./audit.ts")
+  let printed = false
+  let errText = ""
+  const code = await runAudit(own, {
+    out: (line) => {
+      printed = true
+      process.stdout.write(`${line}\n`)
+    },
+    err: (text) => {
+      errText += text
+      process.stderr.write(text)
+    },
+    errIsTty: process.stderr.isTTY === true,
+    ...(process.stderr.columns === undefined ? {} : { errColumns: process.stderr.columns }),
+  })
+  if (help && code === 0) process.stdout.write(`\n${EXIT_CODES_HELP}\n`)
+  if (json && code !== 0 && !printed) {
+    const line = errText.split("\n").find((l) => /^vigil audit[^:]*: /.test(l))
+    const message =
+      line === undefined ? "missing command (see `vigil audit --help`)" : line.replace(/^vigil audit[^:]*: /, "")
+    process.stdout.write(`${JSON.stringify({ ok: false, error: cleanParseMessage(message) })}\n`)
+  }
+  return code
+}
+
+// ------------------------------------------------------------------------------------------------------------- up
+
+const upCommand = async (args: ReadonlyArray<string>): Promise<number> => {
+  const reporter: Reporter = { command: "vigil up", json, debug, helpHint: "vigil up --help" }
+  let values: ReturnType<typeof parseCommandLine<typeof UP_OPTIONS>>["values"]
+  try {
+    const parsed = parseCommandLine(args, UP_OPTIONS)
+    if (parsed.values.help) {
+      process.stdout.write(UP_USAGE)
+      return 0
+    }
+    if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${parsed.positionals[0]}`)
+    values = parsed.values
+  } catch (e) {
+    return reportError(reporter, e)
+  }
+  const [{ homeAt }, { Cause, Effect, Fiber }, { DEFAULT_AUDIT_PORT, DEFAULT_PORT, up }] = await Promise.all([
+    import("@vigil/runtime"),
+    import("effect"),
+    import("./up.ts"),
+  ])
+  const port = values.port ?? DEFAULT_PORT
+  const auditPort = values["audit-port"] ?? DEFAULT_AUDIT_PORT
+  const home = homeAt(homeDir(values.home))
+  const workspace = resolve(values.workspace ?? resolve(REPO, "demo", "workspace"))
+  const say = (human: string, obj: Record<string, unknown>) =>
+    process.stdout.write(`${json ? JSON.stringify(obj) : human}\n`)
+  const program = Effect.scoped(
+    Effect.gen(function* () {
+      const stack = yield* up({
+        home,
+        port,
+        workspace,
+        auditPort,
+        role: values.role ?? process.env.VIGIL_POLICY_ROLE ?? null,
+        json,
+        out: (l) => process.stdout.write(`${l}\n`),
+        ...(values.nats === undefined ? {} : { natsUrl: values.nats }),
+      })
+      const lines = [
+        `vigil is up (key manifest v${stack.manifestVersion})`,
+        `  bus        ${stack.natsUrl}${stack.embeddedNats ? ` (embedded nats-server, pid ${stack.natsPid})` : " (existing deployment)"}`,
+        ...stack.services.map((s) => `  ${s.name.padEnd(10)} pid ${s.pid}`),
+        `  home       ${home.root}`,
+        `  logs       ${home.logs}`,
+        `  workspace  ${workspace}`,
+        `  policy     bundle ${stack.policyBundle.slice(0, 12)}… (${values.role ?? "default"} policies)`,
+        `  audit log  http://127.0.0.1:${auditPort}/checkpoint (tiles and proofs under the same address)`,
+        "Ctrl-C stops everything.",
+      ]
+      say(lines.join("\n"), {
+        event: "ready",
+        nats: stack.natsUrl,
+        embeddedNats: stack.embeddedNats,
+        natsPid: stack.natsPid ?? null,
+        services: stack.services,
+        manifestVersion: stack.manifestVersion,
+        policyBundle: stack.policyBundle,
+        home: home.root,
+        workspace,
+        audit: `http://127.0.0.1:${auditPort}`,
+      })
+      const why = yield* stack.crashed
+      return yield* Effect.fail(why)
+    }),
+  )
+  // Runs until the stack fails or a signal stops it.
+  return new Promise<number>((done) => {
+    const fiber = Effect.runFork(program)
+    const stop = (signal: string) => {
+      say(`\nvigil: ${signal}, stopping…`, { event: "stopping", signal })
+      Effect.runFork(Fiber.interrupt(fiber))
+    }
+    process.once("SIGINT", () => stop("SIGINT"))
+    process.once("SIGTERM", () => stop("SIGTERM"))
+    fiber.addObserver((exit) => {
+      if (exit._tag === "Success" || Cause.hasInterruptsOnly(exit.cause)) done(0)
+      else {
+        const e = Cause.squash(exit.cause)
+        done(reportError(reporter, e instanceof UsageError ? new CliFailure(e.message) : e))
+      }
+    })
   })
 }
 
-const isInterruptOnly = (exit: Exit.Exit<unknown, unknown>) =>
-  exit._tag === "Failure" && Cause.hasInterruptsOnly(exit.cause)
-
-if (command === "policy") {
-  const args = process.argv.slice(2)
-  args.splice(args.indexOf("policy"), 1)
-  process.exitCode = await (await import("./policy.ts")).runPolicyCli(args)
-} else if (command === "audit") {
-  const args = process.argv.slice(2)
-  args.splice(args.indexOf("audit"), 1)
-  process.exitCode = await (await import("./audit.ts")).runAudit(args)
-} else if (values.help === true || command === "help") {
-  process.stdout.write(USAGE)
-} else if (command === "up") {
-  const port = values.port === undefined ? DEFAULT_PORT : Number.parseInt(values.port, 10)
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-    process.stderr.write(`vigil up: --port must be a TCP port, got ${values.port}\n`)
-    process.exit(2)
-  }
-  const auditPort = values["audit-port"] === undefined ? DEFAULT_AUDIT_PORT : Number.parseInt(values["audit-port"], 10)
-  if (!Number.isInteger(auditPort) || auditPort <= 0 || auditPort > 65535) {
-    process.stderr.write(`vigil up: --audit-port must be a TCP port, got ${values["audit-port"]}\n`)
-    process.exit(2)
-  }
-  const home = homeAt(values.home ?? process.env.VIGIL_HOME ?? ".vigil")
-  const workspace = resolve(values.workspace ?? resolve(REPO, "demo", "workspace"))
-  runUntilSignal(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const stack = yield* up({
-          home,
-          port,
-          workspace,
-          auditPort,
-          role: values.role ?? process.env.VIGIL_POLICY_ROLE ?? null,
-          json,
-          out: (l) => process.stdout.write(`${l}\n`),
-          ...(values.nats === undefined ? {} : { natsUrl: values.nats }),
-        })
-        const lines = [
-          `vigil is up (key manifest v${stack.manifestVersion})`,
-          `  bus        ${stack.natsUrl}${stack.embeddedNats ? ` (embedded nats-server, pid ${stack.natsPid})` : " (existing deployment)"}`,
-          ...stack.services.map((s) => `  ${s.name.padEnd(10)} pid ${s.pid}`),
-          `  home       ${home.root}`,
-          `  logs       ${home.logs}`,
-          `  workspace  ${workspace}`,
-          `  policy     bundle ${stack.policyBundle.slice(0, 12)}… (${values.role ?? "default"} policies)`,
-          `  audit log  http://127.0.0.1:${auditPort}/checkpoint (tiles and proofs under the same address)`,
-          "Ctrl-C stops everything.",
-        ]
-        say(lines.join("\n"), {
-          event: "ready",
-          nats: stack.natsUrl,
-          embeddedNats: stack.embeddedNats,
-          natsPid: stack.natsPid ?? null,
-          services: stack.services,
-          manifestVersion: stack.manifestVersion,
-          policyBundle: stack.policyBundle,
-          home: home.root,
-          workspace,
-          audit: `http://127.0.0.1:${auditPort}`,
-        })
-        const why = yield* stack.crashed
-        return yield* Effect.fail(why)
-      }),
-    ),
-  )
-} else {
-  process.stderr.write(`vigil: unknown command "${command}"\n\n${USAGE}`)
-  process.exitCode = 2
+try {
+  process.exitCode = await main()
+} catch (e) {
+  process.exitCode = reportError(globalReporter, e)
 }

@@ -1,24 +1,23 @@
 import { readFileSync } from "node:fs"
-import { join } from "node:path"
-import { parseArgs } from "node:util"
 import type { Event } from "@vigil/events"
+import type { SignedBundle } from "@vigil/policy"
 import {
-  compileBundle,
-  formatTestReport,
-  listRoles,
-  packBundle,
-  runPolicyTests,
-  type SignedBundle,
-} from "@vigil/policy"
-import { homeAt } from "@vigil/runtime"
-import { Effect } from "effect"
-import { connectRole, recordedBusUrl } from "./creds.ts"
-import { POLICIES_DIR, publishBundle, signedBundleFrom } from "./policy-bundle.ts"
+  CliFailure,
+  debugWanted,
+  EXIT_CODES_HELP,
+  homeDir,
+  jsonWanted,
+  parseCommandLine,
+  reportError,
+  requireVigilHome,
+  resolveBusUrl,
+  UsageError,
+} from "./args.ts"
 
-const USAGE = `usage: vigil policy <command> [options]
+export const POLICY_USAGE = `usage: vigil policy <test|check|bundle|what-if> [options]
 
 commands:
-  test              run policies/tests/* against the default bundle and every role bundle; non-zero on any failure
+  test              run policies/tests/* against the default bundle and every role bundle; exits 1 on any failure
   check             validate every bundle (default and each role) against policies/schema.cedarschema
   bundle            sign the bundle with the deployment root key as the next version and publish it to the
                     running bus (hot reload)
@@ -30,38 +29,109 @@ options:
   --home DIR        Vigil home (root key, NATS users) for bundle; default $VIGIL_HOME or ./.vigil
   --nats URL        bus for bundle; default: the one \`vigil up\` recorded in <home>/run/up.json
   --granted DIR     a granted folder for what-if (repeatable)
-  --json            machine-readable output
+  --json            one JSON object per line on stdout, errors included ({"ok":false,"error":…})
+  --debug           show stack traces of unexpected errors (or VIGIL_DEBUG=1)
+  -h, --help        this text
+
+${EXIT_CODES_HELP}
 `
 
-/** `vigil policy …`: returns the exit code. */
-export const runPolicyCli = async (argv: ReadonlyArray<string>): Promise<number> => {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
-      dir: { type: "string" },
-      role: { type: "string" },
-      home: { type: "string" },
-      nats: { type: "string" },
-      granted: { type: "string", multiple: true },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  })
-  const dir = values.dir ?? POLICIES_DIR
-  const out = (s: string) => process.stdout.write(`${s}\n`)
-  const sub = positionals[0]
-  if (values.help === true || sub === undefined || sub === "help") {
-    out(USAGE)
-    return sub === undefined ? 2 : 0
+const SUBCOMMANDS: ReadonlyArray<string> = ["test", "check", "bundle", "what-if"]
+
+const POLICY_OPTIONS = {
+  dir: { kind: "string" },
+  role: { kind: "string" },
+  home: { kind: "string" },
+  nats: { kind: "string" },
+  granted: { kind: "strings" },
+} as const
+
+/** The intent.proposed event in `file`, checked: its type and its data as the policy service would decode it. */
+const readIntent = async (file: string): Promise<Event<"intent.proposed">> => {
+  let text: string
+  try {
+    text = readFileSync(file, "utf8")
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    throw new CliFailure(code === "ENOENT" ? `no such file: ${file}` : `cannot read ${file}: ${(e as Error).message}`)
   }
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (e) {
+    throw new CliFailure(`${file} is not JSON (${(e as Error).message}); give a recorded intent.proposed event`)
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc))
+    throw new CliFailure(`${file} is not a JSON object; give a recorded intent.proposed event`)
+  const type = (doc as { type?: unknown }).type
+  if (type !== "intent.proposed")
+    throw new CliFailure(
+      `${file} is ${type === undefined ? "not an event (no type)" : `a ${JSON.stringify(type)} event`}, not intent.proposed`,
+    )
+  if ((doc as { data?: unknown }).data === undefined)
+    throw new CliFailure(`${file} is not a valid intent.proposed event: it has no data`)
+  const [{ CATALOG }, { Schema }] = await Promise.all([import("@vigil/events"), import("effect")])
+  const decodeIntentData = Schema.decodeUnknownResult(CATALOG["intent.proposed"].data, {
+    onExcessProperty: "error",
+    errors: "first",
+  })
+  const data = decodeIntentData((doc as { data?: unknown }).data)
+  if (data._tag === "Failure")
+    throw new CliFailure(`${file} is not a valid intent.proposed event: its data ${data.failure.message}`)
+  return { ...(doc as Event<"intent.proposed">), data: data.success as Event<"intent.proposed">["data"] }
+}
+
+/** `vigil policy …` (the arguments after `policy`): returns the exit code (0 ok, 1 failed, 2 usage). */
+export const runPolicyCli = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const reporter = {
+    command: "vigil policy",
+    json: jsonWanted(argv),
+    debug: debugWanted(argv),
+    helpHint: "vigil policy --help",
+  }
+  try {
+    const { values, positionals } = parseCommandLine(argv, POLICY_OPTIONS)
+    const sub = positionals[0]
+    if (values.help || sub === "help") {
+      process.stdout.write(POLICY_USAGE)
+      return 0
+    }
+    if (sub === undefined) throw new UsageError("missing command: test, check, bundle or what-if")
+    const r = SUBCOMMANDS.includes(sub) ? { ...reporter, command: `vigil policy ${sub}` } : reporter
+    try {
+      return await policyCommand(sub, values, positionals.slice(1))
+    } catch (e) {
+      return reportError(r, e)
+    }
+  } catch (e) {
+    return reportError(reporter, e)
+  }
+}
+
+type PolicyValues = ReturnType<typeof parseCommandLine<typeof POLICY_OPTIONS>>["values"]
+
+const noMoreArguments = (rest: ReadonlyArray<string>) => {
+  if (rest.length > 0) throw new UsageError(`unexpected argument ${rest[0]}`)
+}
+
+const policyCommand = async (sub: string, values: PolicyValues, rest: ReadonlyArray<string>): Promise<number> => {
+  // The heavy modules load here, after the command line parsed: `--help` and usage errors answer at once.
+  const policies = () => import("@vigil/policy")
+  const defaultDir = async () => values.dir ?? (await import("./policy-bundle.ts")).POLICIES_DIR
+  const json = values.json
+  const out = (s: string) => process.stdout.write(`${s}\n`)
   switch (sub) {
     case "test": {
-      const report = runPolicyTests(dir)
-      out(values.json === true ? JSON.stringify(report) : formatTestReport(report))
+      noMoreArguments(rest)
+      const { formatTestReport, runPolicyTests } = await policies()
+      const report = runPolicyTests(await defaultDir())
+      out(json ? JSON.stringify(report) : formatTestReport(report))
       return report.ok ? 0 : 1
     }
     case "check": {
+      noMoreArguments(rest)
+      const { compileBundle, listRoles, packBundle } = await policies()
+      const dir = await defaultDir()
       const bundles: Array<string | null> = [null, ...listRoles(dir)]
       let ok = true
       for (const role of bundles) {
@@ -70,14 +140,14 @@ export const runPolicyCli = async (argv: ReadonlyArray<string>): Promise<number>
         if (compiled.ok) {
           const n = compiled.engine.policies.length
           out(
-            values.json === true
+            json
               ? JSON.stringify({ bundle: name, ok: true, policies: n, digest: compiled.engine.digest })
               : `ok    ${name}: ${n} policies, digest ${compiled.engine.digest.slice(0, 16)}…`,
           )
         } else {
           ok = false
           out(
-            values.json === true
+            json
               ? JSON.stringify({ bundle: name, ok: false, reason: compiled.reason, errors: compiled.errors })
               : `FAIL  ${name} (${compiled.reason}):\n  ${compiled.errors.join("\n  ")}`,
           )
@@ -86,60 +156,59 @@ export const runPolicyCli = async (argv: ReadonlyArray<string>): Promise<number>
       return ok ? 0 : 1
     }
     case "bundle": {
-      const home = homeAt(values.home ?? process.env.VIGIL_HOME ?? ".vigil")
-      const url = values.nats ?? recordedBusUrl(home)
-      if (url === undefined) {
-        process.stderr.write(
-          `vigil policy bundle: no bus URL: pass --nats URL, or start Vigil with \`vigil up\` (it records ${join(home.run, "up.json")})\n`,
+      noMoreArguments(rest)
+      const root = homeDir(values.home)
+      requireVigilHome(root)
+      const url = await resolveBusUrl(root, values.nats)
+      const [{ homeAt }, { Effect }, { connectRole }, { publishBundle, signedBundleFrom }] = await Promise.all([
+        import("@vigil/runtime"),
+        import("effect"),
+        import("./creds.ts"),
+        import("./policy-bundle.ts"),
+      ])
+      const home = homeAt(root)
+      const dir = await defaultDir()
+      const nc = await connectRole(url, home, "admin").catch((e: unknown) => {
+        throw new CliFailure(
+          `cannot connect to ${url} as admin: ${(e as Error).message} (is the stack running? \`vigil up\`)`,
         )
-        return 2
-      }
-      const nc = await connectRole(url, home, "admin")
+      })
       let bundle: SignedBundle
       try {
         // Signed as the next version after the one stored on the bus: the policy service refuses a lower one.
         bundle = await Effect.runPromise(signedBundleFrom(home, values.role ?? null, { dir, bus: nc }))
         await publishBundle(nc, bundle)
       } finally {
-        await nc.close()
+        await nc.close().catch(() => undefined)
       }
       out(
-        values.json === true
-          ? JSON.stringify({ published: bundle.digest, version: bundle.version, role: values.role ?? null })
+        json
+          ? JSON.stringify({ ok: true, published: bundle.digest, version: bundle.version, role: values.role ?? null })
           : `published bundle ${bundle.digest} version ${bundle.version} (${values.role ?? "default"})`,
       )
       return 0
     }
     case "what-if": {
-      const file = positionals[1]
-      if (file === undefined) {
-        out(USAGE)
-        return 2
-      }
-      const intent = JSON.parse(readFileSync(file, "utf8")) as Event<"intent.proposed">
-      if (intent.type !== "intent.proposed") {
-        process.stderr.write(`vigil policy what-if: ${file} is a ${String(intent.type)} event, not intent.proposed\n`)
-        return 2
-      }
-      const compiled = compileBundle(packBundle(dir, values.role ?? null))
-      if (!compiled.ok) {
-        process.stderr.write(`vigil policy what-if: bundle refused (${compiled.reason}): ${compiled.detail}\n`)
-        return 1
-      }
+      const file = rest[0]
+      if (file === undefined) throw new UsageError("missing FILE: give a recorded intent.proposed event (JSON file)")
+      noMoreArguments(rest.slice(1))
+      const intent = await readIntent(file)
+      const { compileBundle, packBundle } = await policies()
+      const compiled = compileBundle(packBundle(await defaultDir(), values.role ?? null))
+      if (!compiled.ok) throw new CliFailure(`bundle refused (${compiled.reason}): ${compiled.detail}`)
       const d = compiled.engine.decideIntent(intent.data, {
-        grantedFolders: values.granted ?? [],
+        grantedFolders: [...values.granted],
         role: values.role ?? "staff",
         device: { id: "what-if", managed: false, os: process.platform },
       })
       out(
-        values.json === true
-          ? JSON.stringify(d)
+        json
+          ? JSON.stringify({ ok: true, ...d })
           : `${d.effect.toUpperCase()}: ${d.explanation}\n  rules: ${d.rules.join(", ") || "(none)"}\n  bundle: ${d.bundle}`,
       )
       return 0
     }
     default:
-      process.stderr.write(`vigil policy: unknown command "${sub}"\n\n${USAGE}`)
-      return 2
+      throw new UsageError(`unknown command "${sub}": test, check, bundle or what-if`)
   }
 }
