@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { readFileSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { Kvm } from "@nats-io/kv"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
@@ -28,7 +29,22 @@ import {
   verifyManifest,
 } from "@vigil/keys"
 import { renderServerConf } from "@vigil/natsconf"
-import { type Child, ensureHome, type Home, spawnChild, stopChild, tcpReachable, waitFor } from "@vigil/runtime"
+import {
+  type Child,
+  describeExit,
+  type ExitInfo,
+  ensureHome,
+  type Home,
+  logTail,
+  type RestartPolicy,
+  restartPolicyFromEnv,
+  type Supervised,
+  type SupervisorHandlers,
+  spawnChild,
+  supervise,
+  tcpReachable,
+  waitFor,
+} from "@vigil/runtime"
 import { Data, Deferred, Effect, type Scope } from "effect"
 import { connectRole, ensureNatsUsers } from "./creds.ts"
 import { publishBundle, signedBundleFrom } from "./policy-bundle.ts"
@@ -61,7 +77,10 @@ export interface RunningStack {
   readonly manifestVersion: number
   readonly policyBundle: string
   readonly natsPid?: number
-  /** Completes with the reason when a service dies after start-up; the stack is then taken down. */
+  /**
+   * Completes with the reason when a service (or the embedded nats-server) crashed more often than the restart policy
+   * allows; the stack is then taken down.
+   */
   readonly crashed: Effect.Effect<UpError>
 }
 
@@ -73,10 +92,6 @@ const connectAs = (url: string, home: Home, role: string) =>
     catch: (cause) => fail(`cannot connect to ${url} as ${role}`, cause),
   })
 
-/** A child process that is stopped (SIGTERM, then SIGKILL) when the scope closes. */
-const scopedChild = (make: () => Child, graceMs: number) =>
-  Effect.acquireRelease(Effect.sync(make), (c) => Effect.promise(() => stopChild(c, graceMs)))
-
 const tail = (text: string, lines = 15) => text.split("\n").slice(-lines).join("\n")
 
 const hasSetpriv = (): boolean =>
@@ -87,7 +102,7 @@ const hasSetpriv = (): boolean =>
  * A server already answering there is used only if it accepts this home's admin credentials — a plain server on
  * that port is not Vigil's bus (it lacks the users and permissions the security model relies on).
  */
-const startBus = (opts: UpOptions) =>
+const startBus = (opts: UpOptions, policy: RestartPolicy, handlers: SupervisorHandlers) =>
   Effect.gen(function* () {
     const { home } = opts
     if (opts.natsUrl !== undefined) return { url: opts.natsUrl, embedded: false as const }
@@ -127,30 +142,58 @@ const startBus = (opts: UpOptions) =>
     const launcher = hasSetpriv()
       ? { command: "setpriv", args: ["--pdeathsig", "TERM", "--", server, "-c", confPath] }
       : { command: server, args: ["-c", confPath] }
-    const child = yield* scopedChild(
-      () =>
-        spawnChild({
-          name: "nats-server",
-          ...launcher,
-          logFile: join(home.logs, "nats.log"),
-          onLine: (l) => {
-            log += `${l}\n`
+    // Watched for the whole run: a server that dies after start-up is started again on the same config, store and
+    // port (JetStream recovers from its store; the services' connections reconnect by themselves).
+    const sup = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        supervise(
+          "nats-server",
+          () => {
+            log = ""
+            const child = spawnChild({
+              name: "nats-server",
+              ...launcher,
+              logFile: join(home.logs, "nats.log"),
+              onLine: (l) => {
+                log = tail(`${log}${l}\n`, 40)
+              },
+            })
+            writeFileSync(join(home.run, "nats.pid"), `${child.pid}\n`)
+            return child
           },
-        }),
-      10_000,
+          policy,
+          handlers,
+        ),
+      ),
+      (s) => Effect.promise(() => s.stop(NATS_GRACE_MS)),
     )
-    writeFileSync(join(home.run, "nats.pid"), `${child.pid}\n`)
+    const child = sup.current()
     yield* Effect.tryPromise({
-      try: () =>
-        Promise.race([
-          waitFor("nats-server to accept connections", () => tcpReachable("127.0.0.1", opts.port), 15_000),
-          child.exited.then(({ code }) => {
-            throw new Error(`nats-server exited with ${code}:\n${tail(log)}`)
-          }),
-        ]),
+      try: async (signal) => {
+        // The poll ends with the race, whichever way it goes (not at its own timeout).
+        const done = new AbortController()
+        signal.addEventListener("abort", () => done.abort(), { once: true })
+        try {
+          await Promise.race([
+            waitFor(
+              "nats-server to accept connections",
+              () => tcpReachable("127.0.0.1", opts.port),
+              15_000,
+              50,
+              done.signal,
+            ),
+            child.exited.then(({ code }) => {
+              throw new Error(`nats-server exited with ${code}:\n${tail(log)}`)
+            }),
+          ])
+        } finally {
+          done.abort()
+        }
+      },
       catch: (cause) => fail(`embedded nats-server did not start: ${cause instanceof Error ? cause.message : cause}`),
     })
-    return { url, embedded: true as const, pid: child.pid }
+    sup.arm()
+    return { url, embedded: true as const, pid: child.pid, supervised: sup }
   })
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
@@ -333,11 +376,11 @@ const publishManifests = (
 
 /** Latest heartbeat of each service, from `vigil.health.*`. */
 const watchHealth = (nc: NatsConnection) => {
-  const latest = new Map<string, { ok: boolean; at: string }>()
+  const latest = new Map<string, { ok: boolean; at: string; pid?: number }>()
   const sub = nc.subscribe(HEALTH_ALL, {
     callback: (_err, m) => {
       try {
-        const h = m.json<{ service: string; ok: boolean; at: string }>()
+        const h = m.json<{ service: string; ok: boolean; at: string; pid?: number }>()
         latest.set(h.service, h)
       } catch {
         // not a heartbeat; ignore
@@ -348,12 +391,35 @@ const watchHealth = (nc: NatsConnection) => {
     const h = latest.get(s)
     return h?.ok && Date.now() - Date.parse(h.at) < 5 * HEARTBEAT_MS
   }
-  return { sub, healthy }
+  /** A healthy heartbeat sent at or after `since` (ms), from process `pid` when one is given. */
+  const healthySince = (s: Service, since: number, pid?: number) => {
+    const h = latest.get(s)
+    return h?.ok === true && Date.parse(h.at) >= since && (pid === undefined || h.pid === pid)
+  }
+  return { sub, healthy, healthySince }
 }
 
+/** Grace a service gets to drain and stop before SIGKILL: short when the embedded bus is down (nothing to drain). */
+const SERVICE_GRACE_MS = 3_000
+const SERVICE_GRACE_BUS_DOWN_MS = 1_500
+const NATS_GRACE_MS = 5_000
+/** How long the admin connection may take to drain on the way out before it is closed outright. */
+const ADMIN_DRAIN_MS = 1_000
+/** How long a restarted process has to report healthy before the console says it has not. */
+const RECOVERY_WAIT_MS = 30_000
+
+const exitDetails = (e: ExitInfo) => ({ code: e.code, signal: e.signal })
+
 /**
- * Bring up the bus and the six services in the given scope. Closing the scope stops the services first (SIGTERM,
- * each drains its connection), then the embedded nats-server: the order is the acquisition order, reversed.
+ * Bring up the bus and the six services in the given scope, and keep them running: a service or embedded
+ * nats-server that exits after start-up is restarted with exponential backoff (each restart on the console and as
+ * an `alert.raised` signed by ops, rule `service-restarted`); more than the restart policy allows within its window
+ * (`VIGIL_RESTART_MAX`, `VIGIL_RESTART_WINDOW_MS`) and `crashed` completes with the reason and the last log lines,
+ * failing closed. A service that exits during start-up fails `up` at once with its last log lines.
+ *
+ * Closing the scope stops the services (all at once, SIGTERM, SIGKILL after a bounded grace) while the admin
+ * connection drains (bounded too), then the embedded nats-server: whatever state the bus is in, it ends in bounded
+ * time.
  */
 export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.Scope> =>
   Effect.gen(function* () {
@@ -363,9 +429,135 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
       Effect.mapError((e) => fail(`key set-up failed: ${(e as { message?: string }).message ?? String(e)}`, e)),
     )
     ensureNatsUsers(home)
-    const bus = yield* startBus(opts)
+    const policy = yield* Effect.try({
+      try: () => restartPolicyFromEnv(),
+      catch: (e) => fail(e instanceof Error ? e.message : String(e), e),
+    })
+    const say = (human: string, obj: Record<string, unknown>) => opts.out(opts.json ? JSON.stringify(obj) : human)
+    const failed = yield* Deferred.make<UpError>()
+    const giveUp = (message: string) => Effect.runFork(Deferred.succeed(failed, fail(message)))
+    let stopping = false
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        stopping = true
+      }),
+    )
+    /** Set once the admin connection, the key chain and the heartbeat watch exist (before any process is armed). */
+    let live:
+      | {
+          readonly admin: NatsConnection
+          readonly chain: ManifestChain
+          readonly url: string
+          readonly health: ReturnType<typeof watchHealth>
+        }
+      | undefined
+    const alert = (data: EventData<"alert.raised">) => {
+      const l = live
+      if (l === undefined || stopping) return
+      void raiseOpsAlert(l.url, home, l.admin, l.chain, data).then((how) => {
+        if (how.startsWith("the alert could not be published"))
+          say(`vigil: warning: ${how}`, { event: "warning", message: how, rule: data.rule })
+      })
+    }
+    /** Resolves true when `check` holds, false when `vigil up` is stopping or `RECOVERY_WAIT_MS` ran out. */
+    const until = async (check: () => boolean | Promise<boolean>) => {
+      const deadline = Date.now() + RECOVERY_WAIT_MS
+      while (!stopping && Date.now() < deadline) {
+        if (await check()) return !stopping
+        await sleep(100)
+      }
+      return false
+    }
+    const restartHandlers = (name: string, logFile: string, onRestarted: (child: Child, previousPid: number) => void) =>
+      ({
+        onStartupExit: (exit, child) => {
+          void child.flushed.then(() =>
+            giveUp(
+              `${name} exited during start-up (${describeExit(exit)}); vigil up stopped everything. ` +
+                `Last lines of ${logFile}:\n${logTail(logFile)}`,
+            ),
+          )
+        },
+        onRestarting: ({ exit, child, delayMs, crashes }) =>
+          say(
+            `vigil: ${name} (pid ${child.pid}) exited (${describeExit(exit)}); restarting it in ${delayMs} ms ` +
+              `(restart ${crashes} of at most ${policy.maxRestarts} within ${policy.windowMs / 1000} s)`,
+            {
+              event: "restarting",
+              service: name,
+              pid: child.pid,
+              exit: exitDetails(exit),
+              delayMs,
+              crashes,
+              maxRestarts: policy.maxRestarts,
+              windowMs: policy.windowMs,
+            },
+          ),
+        onRestarted,
+        onGiveUp: ({ exit, child, reason }) => {
+          void child.flushed.then(() =>
+            giveUp(
+              `${reason}; last exit ${describeExit(exit)}. vigil up stops everything (fail closed). ` +
+                `Last lines of ${logFile}:\n${logTail(logFile)}`,
+            ),
+          )
+        },
+      }) satisfies SupervisorHandlers
+
+    const natsLog = join(home.logs, "nats.log")
+    const bus = yield* startBus(
+      opts,
+      policy,
+      restartHandlers("nats-server", natsLog, (child, previousPid) => {
+        say(`vigil: nats-server restarted (pid ${child.pid}) on the same store and port`, {
+          event: "restarted",
+          service: "nats-server",
+          pid: child.pid,
+          previousPid,
+        })
+        const since = Date.now()
+        void until(() => tcpReachable("127.0.0.1", opts.port)).then((up) => {
+          if (stopping) return
+          if (!up) {
+            say(`vigil: warning: the restarted nats-server does not accept connections on port ${opts.port}`, {
+              event: "warning",
+              message: "restarted nats-server does not accept connections",
+              service: "nats-server",
+              pid: child.pid,
+            })
+            return
+          }
+          alert({
+            rule: "service-restarted",
+            severity: "medium",
+            summary: `The embedded nats-server (pid ${previousPid}) died and vigil up restarted it (pid ${child.pid}) on the same store and port.`,
+            evidence: [],
+            details: { service: "nats-server", pid: child.pid, previousPid },
+          })
+          void until(() => live !== undefined && SERVICES.every((s) => live?.health.healthySince(s, since))).then(
+            (ok) => {
+              if (ok)
+                say("vigil: the bus is back and all services are healthy again", {
+                  event: "recovered",
+                  service: "nats-server",
+                  pid: child.pid,
+                })
+              else if (!stopping)
+                say(
+                  `vigil: warning: not every service reported healthy within ${RECOVERY_WAIT_MS / 1000} s of the bus's restart`,
+                  {
+                    event: "warning",
+                    message: "services not healthy after the bus restarted",
+                    service: "nats-server",
+                  },
+                )
+            },
+          )
+        })
+      }),
+    )
     const admin = yield* Effect.acquireRelease(connectAs(bus.url, home, "admin"), (nc) =>
-      Effect.promise(() => nc.drain().catch(() => undefined)),
+      Effect.promise(() => closeBounded(nc)),
     )
     yield* provision(admin).pipe(Effect.mapError((e) => fail("provisioning JetStream failed", e)))
     yield* publishManifests(admin, chain, {
@@ -382,56 +574,115 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
       try: () => publishBundle(admin, bundle),
       catch: (cause) => fail("cannot publish the policy bundle", cause),
     })
-
-    const failed = yield* Deferred.make<UpError>()
-    const children: Array<{ name: Service; child: Child }> = []
-    for (const name of SERVICES) {
-      const child = yield* scopedChild(
-        () =>
-          spawnChild({
-            name,
-            command: process.execPath,
-            args: [join(REPO, "services", name, "src", "main.ts")],
-            env: {
-              ...process.env,
-              VIGIL_HOME: home.root,
-              VIGIL_NATS_URL: bus.url,
-              VIGIL_WORKSPACE: opts.workspace,
-              VIGIL_SUPERVISOR_PID: String(process.pid),
-              ...(name === "auditor" ? { VIGIL_AUDIT_HTTP_PORT: String(opts.auditPort) } : {}),
-              ...(name === "policy"
-                ? { VIGIL_GRANTED_FOLDERS: opts.workspace, VIGIL_POLICY_ROLE: opts.role ?? "staff" }
-                : {}),
-            },
-            logFile: join(home.logs, `${name}.log`),
-          }),
-        15_000,
-      )
-      children.push({ name, child })
-      child.exited.then(({ code, signal }) =>
-        Effect.runFork(
-          Deferred.succeed(
-            failed,
-            fail(`${name} exited (${signal ?? `code ${code}`}); see ${join(home.logs, `${name}.log`)}`),
-          ),
-        ),
-      )
-    }
     const health = watchHealth(admin)
-    yield* Effect.addFinalizer(() => Effect.sync(() => health.sub.unsubscribe()))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        // The connection may be closed already (the services' release drains it): then so is the subscription.
+        if (!admin.isClosed()) health.sub.unsubscribe()
+      }),
+    )
+    live = { admin, chain, url: bus.url, health }
+
+    // Stopped together, and together with the admin connection's drain: the slowest bounds the whole.
+    const services = yield* Effect.acquireRelease(
+      Effect.sync(() => [] as Array<{ name: Service; sup: Supervised }>),
+      (list) =>
+        Effect.promise(() => {
+          stopping = true
+          const busDown = bus.embedded && !bus.supervised.running()
+          const grace = busDown ? SERVICE_GRACE_BUS_DOWN_MS : SERVICE_GRACE_MS
+          return Promise.all([...list.map((s) => s.sup.stop(grace)), closeBounded(admin)]).then(() => undefined)
+        }),
+    )
+    for (const name of SERVICES) {
+      const logFile = join(home.logs, `${name}.log`)
+      const start = () =>
+        spawnChild({
+          name,
+          command: process.execPath,
+          args: [join(REPO, "services", name, "src", "main.ts")],
+          env: {
+            ...process.env,
+            VIGIL_HOME: home.root,
+            VIGIL_NATS_URL: bus.url,
+            VIGIL_WORKSPACE: opts.workspace,
+            VIGIL_SUPERVISOR_PID: String(process.pid),
+            ...(name === "auditor" ? { VIGIL_AUDIT_HTTP_PORT: String(opts.auditPort) } : {}),
+            ...(name === "policy"
+              ? { VIGIL_GRANTED_FOLDERS: opts.workspace, VIGIL_POLICY_ROLE: opts.role ?? "staff" }
+              : {}),
+          },
+          logFile,
+        })
+      const sup = supervise(
+        name,
+        start,
+        policy,
+        restartHandlers(name, logFile, (child, previousPid) => {
+          say(`vigil: ${name} restarted (pid ${child.pid})`, {
+            event: "restarted",
+            service: name,
+            pid: child.pid,
+            previousPid,
+          })
+          alert({
+            rule: "service-restarted",
+            severity: "medium",
+            summary: `${name} (pid ${previousPid}) exited and vigil up restarted it (pid ${child.pid}).`,
+            evidence: [],
+            details: { service: name, pid: child.pid, previousPid },
+          })
+          const since = Date.now()
+          void until(() => health.healthySince(name, since, child.pid)).then((ok) => {
+            if (ok)
+              say(`vigil: ${name} is healthy again (pid ${child.pid})`, {
+                event: "recovered",
+                service: name,
+                pid: child.pid,
+              })
+            else if (!stopping && child.proc.exitCode === null && child.proc.signalCode === null)
+              say(
+                `vigil: warning: ${name} (pid ${child.pid}) has not reported healthy within ${RECOVERY_WAIT_MS / 1000} s of its restart`,
+                {
+                  event: "warning",
+                  message: "restarted service not healthy",
+                  service: name,
+                  pid: child.pid,
+                },
+              )
+          })
+        }),
+      )
+      services.push({ name, sup })
+    }
     const healthy = Effect.tryPromise({
-      try: () => waitFor("a heartbeat from all six services", async () => SERVICES.every(health.healthy), 60_000, 100),
+      try: (signal) =>
+        waitFor("a heartbeat from all six services", async () => SERVICES.every(health.healthy), 60_000, 100, signal),
       catch: (cause) => fail(cause instanceof Error ? cause.message : String(cause)),
     })
     yield* Effect.raceFirst(healthy, Deferred.await(failed).pipe(Effect.flatMap((e) => Effect.fail(e))))
+    for (const s of services) s.sup.arm()
     writeFileSync(join(home.run, "up.json"), `${JSON.stringify({ pid: process.pid, nats: bus.url })}\n`)
     return {
       natsUrl: bus.url,
       embeddedNats: bus.embedded,
       ...(bus.embedded ? { natsPid: bus.pid } : {}),
-      services: children.map((c) => ({ name: c.name, pid: c.child.pid })),
+      services: services.map((s) => ({ name: s.name, pid: s.sup.current().pid })),
       manifestVersion: chain.latest.version,
       policyBundle: bundle.digest,
       crashed: Deferred.await(failed),
     }
   })
+
+/** Drain a connection, but close it outright if that takes longer than {@link ADMIN_DRAIN_MS} (e.g. the bus is down). */
+const closeBounded = async (nc: NatsConnection): Promise<void> => {
+  if (nc.isClosed()) return
+  const drained = await Promise.race([
+    nc.drain().then(
+      () => true,
+      () => false,
+    ),
+    sleep(ADMIN_DRAIN_MS).then(() => false),
+  ])
+  if (!drained && !nc.isClosed()) await Promise.race([nc.close().catch(() => undefined), sleep(ADMIN_DRAIN_MS)])
+}

@@ -9,6 +9,11 @@ export interface Child {
   readonly proc: ChildProcess
   readonly pid: number
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /**
+   * Resolves once the process has exited and its output is in the log file (its pipes closed, or at most a second
+   * after the exit when something else still holds them).
+   */
+  readonly flushed: Promise<void>
 }
 
 export interface SpawnOptions {
@@ -37,7 +42,7 @@ export const spawnChild = (opts: SpawnOptions): Child => {
   const pipe = (stream: NodeJS.ReadableStream | null) => {
     let buf = ""
     stream?.on("data", (chunk: Buffer) => {
-      log?.write(chunk)
+      if (log?.writableEnded === false) log.write(chunk)
       if (opts.onLine === undefined) return
       buf += chunk.toString("utf8")
       let nl = buf.indexOf("\n")
@@ -51,12 +56,20 @@ export const spawnChild = (opts: SpawnOptions): Child => {
   pipe(proc.stdout)
   pipe(proc.stderr)
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    proc.once("exit", (code, signal) => {
-      log?.end()
-      resolve({ code, signal })
-    })
+    proc.once("exit", (code, signal) => resolve({ code, signal }))
   })
-  return { name: opts.name, proc, pid: proc.pid, exited }
+  // Output can still arrive after the exit: the log is closed when the pipes are (or a second after the exit).
+  const closed = new Promise<void>((resolve) => proc.once("close", () => resolve()))
+  const flushed = exited
+    .then(() => Promise.race([closed, sleep(1_000)]))
+    .then(
+      () =>
+        new Promise<void>((resolve) => {
+          if (log === undefined || log.writableEnded) return resolve()
+          log.end(() => resolve())
+        }),
+    )
+  return { name: opts.name, proc, pid: proc.pid, exited, flushed }
 }
 
 export const isAlive = (pid: number): boolean => {
@@ -90,9 +103,20 @@ export const tcpReachable = (host: string, port: number, timeoutMs = 500): Promi
     sock.once("error", () => done(false))
   })
 
-export const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs: number, everyMs = 50) => {
+/**
+ * Poll `check` every `everyMs` until it holds; rejects after `timeoutMs`, or as soon as `signal` aborts (so that a
+ * wait nobody awaits any more does not keep polling, and the process alive, until its timeout).
+ */
+export const waitFor = async (
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 50,
+  signal?: AbortSignal,
+) => {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
+    if (signal?.aborted) throw new Error(`stopped waiting for ${what}`)
     if (await check()) return
     await sleep(everyMs)
   }

@@ -1,0 +1,340 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { createServer, type Server } from "node:net"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
+import { eventSubject, inboxPrefix, STREAM_EVENTS } from "@vigil/events"
+import { isAlive, restartPolicyFromEnv, spawnChild, supervise } from "@vigil/runtime"
+import { freePort, readStream } from "@vigil/test"
+import { afterAll, describe, expect, it } from "vitest"
+
+// `vigil up` as a user runs it, with its processes killed from outside: restarts, crash loops, failed starts, and
+// stopping with a dead bus. Each test gets its own home and ports.
+
+const REPO = resolve(import.meta.dirname, "..")
+const CLI = join(REPO, "cli", "src", "main.ts")
+
+type Line = Record<string, unknown> & { event?: string; service?: string; pid?: number }
+
+const homes: string[] = []
+const procs: ChildProcess[] = []
+const servers: Server[] = []
+const pidsSeen = new Set<number>()
+afterAll(() => {
+  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL")
+  for (const pid of pidsSeen) if (isAlive(pid)) process.kill(pid, "SIGKILL")
+  for (const s of servers) s.close()
+  for (const h of homes) rmSync(h, { recursive: true, force: true })
+})
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+const vigilUp = async (env: Record<string, string> = {}, auditPort?: number) => {
+  const home = mkdtempSync(join(tmpdir(), "vigil-sup-"))
+  homes.push(home)
+  const port = await freePort()
+  const audit = auditPort ?? (await freePort())
+  const args = ["up", "--json", "--home", home, "--port", String(port), "--audit-port", String(audit)]
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: REPO,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  })
+  procs.push(child)
+  let out = ""
+  let pending = ""
+  const lines: Line[] = []
+  const waiters: Array<{ match: (l: Line) => boolean; resolve: (l: Line) => void }> = []
+  child.stdout.on("data", (chunk: Buffer) => {
+    out += chunk.toString()
+    pending += chunk.toString()
+    let nl = pending.indexOf("\n")
+    while (nl >= 0) {
+      const text = pending.slice(0, nl)
+      pending = pending.slice(nl + 1)
+      nl = pending.indexOf("\n")
+      if (!text.startsWith("{")) continue
+      const l = JSON.parse(text) as Line
+      lines.push(l)
+      if (typeof l.pid === "number") pidsSeen.add(l.pid)
+      for (const w of [...waiters]) {
+        if (w.match(l)) {
+          waiters.splice(waiters.indexOf(w), 1)
+          w.resolve(l)
+        }
+      }
+    }
+  })
+  child.stderr.on("data", (chunk: Buffer) => {
+    out += chunk.toString()
+  })
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)))
+  /** The first output line (already printed or to come) that matches, or a rejection after `ms`. */
+  const next = (match: (l: Line) => boolean, ms: number, what: string) => {
+    const seen = lines.find(match)
+    if (seen !== undefined) return Promise.resolve(seen)
+    return new Promise<Line>((resolveLine, reject) => {
+      const w = { match, resolve: resolveLine }
+      waiters.push(w)
+      const t = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; output:\n${out}`)), ms)
+      w.resolve = (l) => {
+        clearTimeout(t)
+        resolveLine(l)
+      }
+      exited.then(() => {
+        clearTimeout(t)
+        reject(new Error(`vigil up exited before ${what}; output:\n${out}`))
+      })
+    })
+  }
+  const ready = next((l) => l.event === "ready", 90_000, "ready line") as Promise<
+    Line & { natsPid: number; nats: string; services: Array<{ name: string; pid: number }> }
+  >
+  ready.then(
+    (r) => {
+      pidsSeen.add(r.natsPid)
+      for (const s of r.services) pidsSeen.add(s.pid)
+    },
+    () => undefined,
+  )
+  return { home, port, auditPort: audit, child, ready, exited, next, lines, output: () => out }
+}
+
+/** Wait until `pid` is gone (reaped), at most `ms`. */
+const gone = async (pid: number, ms: number) => {
+  const deadline = Date.now() + ms
+  while (isAlive(pid) && Date.now() < deadline) await sleep(50)
+  return !isAlive(pid)
+}
+
+const occupy = (port: number) =>
+  new Promise<Server>((resolveServer, reject) => {
+    const srv = createServer()
+    srv.once("error", reject)
+    srv.listen(port, "127.0.0.1", () => resolveServer(srv))
+    servers.push(srv)
+  })
+
+describe("restart policy", () => {
+  it("reads VIGIL_RESTART_MAX and VIGIL_RESTART_WINDOW_MS, with defaults, and refuses what is not a whole number", () => {
+    expect(restartPolicyFromEnv({})).toEqual({
+      maxRestarts: 5,
+      windowMs: 60_000,
+      initialBackoffMs: 250,
+      maxBackoffMs: 5_000,
+    })
+    expect(restartPolicyFromEnv({ VIGIL_RESTART_MAX: "0", VIGIL_RESTART_WINDOW_MS: "1000" })).toMatchObject({
+      maxRestarts: 0,
+      windowMs: 1_000,
+    })
+    expect(() => restartPolicyFromEnv({ VIGIL_RESTART_MAX: "five" })).toThrow(
+      /VIGIL_RESTART_MAX must be a whole number/,
+    )
+    expect(() => restartPolicyFromEnv({ VIGIL_RESTART_WINDOW_MS: "0" })).toThrow(/VIGIL_RESTART_WINDOW_MS/)
+  })
+
+  it("restarts a process that keeps exiting with doubling backoff, then gives up past the limit", async () => {
+    const events: Array<string> = []
+    const gaveUp = new Promise<string>((resolveGiveUp) => {
+      const sup = supervise(
+        "flaky",
+        () =>
+          spawnChild({
+            name: "flaky",
+            command: process.execPath,
+            args: ["-e", "setTimeout(() => process.exit(3), 100)"],
+          }),
+        { maxRestarts: 3, windowMs: 60_000, initialBackoffMs: 50, maxBackoffMs: 150 },
+        {
+          onStartupExit: () => events.push("startup-exit"),
+          onRestarting: ({ exit, delayMs, crashes }) =>
+            events.push(`restarting ${crashes} in ${delayMs} (${exit.code})`),
+          onRestarted: (child, previousPid) => events.push(`restarted ${child.pid !== previousPid}`),
+          onGiveUp: ({ reason }) => resolveGiveUp(reason),
+        },
+      )
+      sup.arm()
+    })
+    expect(await gaveUp).toBe("flaky exited 4 times within 60000 ms (at most 3 restarts allowed)")
+    expect(events).toEqual([
+      "restarting 1 in 50 (3)",
+      "restarted true",
+      "restarting 2 in 100 (3)",
+      "restarted true",
+      "restarting 3 in 150 (3)",
+      "restarted true",
+    ])
+  })
+
+  it("reports an exit before it is armed as a start-up failure, without restarting it; stop() ends a pending restart", async () => {
+    const startup = await new Promise<number | null>((resolveExit) => {
+      supervise(
+        "early",
+        () => spawnChild({ name: "early", command: process.execPath, args: ["-e", "process.exit(7)"] }),
+        { maxRestarts: 5, windowMs: 60_000, initialBackoffMs: 50, maxBackoffMs: 50 },
+        {
+          onStartupExit: (exit) => resolveExit(exit.code),
+          onRestarting: () => resolveExit(-1),
+          onRestarted: () => resolveExit(-1),
+          onGiveUp: () => resolveExit(-1),
+        },
+      )
+    })
+    expect(startup).toBe(7)
+
+    let restarted = 0
+    const exited = new Promise<void>((resolveExit) => {
+      const sup = supervise(
+        "stopped",
+        () => spawnChild({ name: "stopped", command: process.execPath, args: ["-e", "process.exit(1)"] }),
+        { maxRestarts: 5, windowMs: 60_000, initialBackoffMs: 300, maxBackoffMs: 300 },
+        {
+          onStartupExit: () => undefined,
+          onRestarting: () => {
+            void sup.stop(1_000).then(() => resolveExit())
+          },
+          onRestarted: () => {
+            restarted++
+          },
+          onGiveUp: () => undefined,
+        },
+      )
+      sup.arm()
+    })
+    await exited
+    await sleep(500)
+    expect(restarted).toBe(0)
+  })
+})
+
+describe("vigil up supervision", () => {
+  it("restarts a SIGKILLed service (healthy again within 5 s, alert raised) and a SIGKILLed nats-server", async () => {
+    const run = await vigilUp()
+    const ready = await run.ready
+    const pidOf = (name: string) => ready.services.find((s) => s.name === name)?.pid as number
+
+    for (const name of ["dlp", "auditor"]) {
+      const old = pidOf(name)
+      const killedAt = Date.now()
+      process.kill(old, "SIGKILL")
+      const restarted = await run.next((l) => l.event === "restarted" && l.service === name, 5_000, `${name} restart`)
+      expect(restarted.previousPid).toBe(old)
+      const recovered = await run.next((l) => l.event === "recovered" && l.service === name, 5_000, `${name} healthy`)
+      expect(recovered.pid).toBe(restarted.pid)
+      expect(Date.now() - killedAt).toBeLessThan(5_000)
+      expect(isAlive(restarted.pid as number)).toBe(true)
+    }
+    const restarting = run.lines.find((l) => l.event === "restarting" && l.service === "dlp")
+    expect(restarting).toMatchObject({ exit: { code: null, signal: "SIGKILL" }, delayMs: 250, crashes: 1 })
+    expect(run.child.exitCode).toBeNull()
+
+    // Each restart is on the record as an ops-signed alert.raised (rule service-restarted, severity medium).
+    const admin = await connect({
+      servers: ready.nats,
+      inboxPrefix: inboxPrefix("admin"),
+      authenticator: nkeyAuthenticator(
+        new TextEncoder().encode(readFileSync(join(run.home, "nats", "admin.nk"), "utf8").trim()),
+      ),
+    })
+    try {
+      const deadline = Date.now() + 10_000
+      let alerts: Array<Record<string, unknown>> = []
+      while (Date.now() < deadline) {
+        alerts = (await readStream(admin, STREAM_EVENTS, eventSubject("ops", "alert.raised"))).map(
+          (m) => JSON.parse(new TextDecoder().decode(m.data)) as Record<string, unknown>,
+        )
+        if (alerts.length >= 2) break
+        await sleep(200)
+      }
+      const data = alerts.map((a) => a.data as Record<string, unknown>)
+      expect(data).toEqual(
+        expect.arrayContaining(
+          ["dlp", "auditor"].map((service) =>
+            expect.objectContaining({
+              rule: "service-restarted",
+              severity: "medium",
+              details: expect.objectContaining({ service }),
+            }),
+          ),
+        ),
+      )
+      expect(alerts.every((a) => a.source === "ops")).toBe(true)
+    } finally {
+      await admin.close()
+    }
+
+    // The bus dies: it is said, restarted on the same port and store, and every service reports healthy again.
+    process.kill(ready.natsPid, "SIGKILL")
+    await run.next((l) => l.event === "restarting" && l.service === "nats-server", 5_000, "nats-server exit")
+    const natsBack = await run.next(
+      (l) => l.event === "restarted" && l.service === "nats-server",
+      5_000,
+      "nats-server restart",
+    )
+    expect(natsBack.previousPid).toBe(ready.natsPid)
+    expect(readFileSync(join(run.home, "run", "nats.pid"), "utf8").trim()).toBe(String(natsBack.pid))
+    await run.next((l) => l.event === "recovered" && l.service === "nats-server", 20_000, "services healthy again")
+    expect(run.child.exitCode).toBeNull()
+
+    run.child.kill("SIGTERM")
+    expect(await run.exited).toBe(0)
+    for (const pid of pidsSeen) expect(await gone(pid, 2_000), `pid ${pid} left running`).toBe(true)
+  }, 150_000)
+
+  it("Ctrl-C with the nats-server dead stops everything within 5 s", async () => {
+    const run = await vigilUp()
+    const ready = await run.ready
+    process.kill(ready.natsPid, "SIGKILL")
+    await run.next((l) => l.event === "restarting" && l.service === "nats-server", 5_000, "nats-server exit")
+    const at = Date.now()
+    run.child.kill("SIGINT")
+    expect(await run.exited).toBe(0)
+    expect(Date.now() - at).toBeLessThan(5_000)
+    const pids = [...pidsSeen].filter((p) => p !== ready.natsPid)
+    for (const pid of [ready.natsPid, ...ready.services.map((s) => s.pid), ...pids]) {
+      expect(isAlive(pid), `pid ${pid} left running`).toBe(false)
+    }
+  }, 150_000)
+
+  it("a service that exits during start-up stops vigil up at once, with its last log lines", async () => {
+    const auditPort = await freePort()
+    await occupy(auditPort)
+    const started = Date.now()
+    const run = await vigilUp({}, auditPort)
+    await expect(run.ready).rejects.toThrow(/auditor exited during start-up/)
+    const code = await run.exited
+    const exitedAt = Date.now()
+    expect(code).not.toBe(0)
+    expect(code).not.toBeNull()
+    // Far less than the 60 s health wait: within ~5 s of the auditor's failure (its last log line).
+    expect(exitedAt - started).toBeLessThan(60_000)
+    const auditorLog = readFileSync(join(run.home, "logs", "auditor.log"), "utf8")
+      .trim()
+      .split("\n")
+    const failedAt = Date.parse((JSON.parse(auditorLog[auditorLog.length - 1] as string) as { time: string }).time)
+    expect(exitedAt - failedAt).toBeLessThan(6_000)
+    expect(run.output()).toContain(join(run.home, "logs", "auditor.log"))
+    expect(run.output()).toMatch(/EADDRINUSE/)
+    for (const pid of pidsSeen) expect(await gone(pid, 2_000), `pid ${pid} left running`).toBe(true)
+  }, 150_000)
+
+  it("a service crashing at every restart stops the stack (fail closed) with the reason, after VIGIL_RESTART_MAX", async () => {
+    const run = await vigilUp({ VIGIL_RESTART_MAX: "2", VIGIL_RESTART_WINDOW_MS: "60000" })
+    const ready = await run.ready
+    const auditor = ready.services.find((s) => s.name === "auditor")?.pid as number
+    process.kill(auditor, "SIGKILL")
+    await run.next((l) => l.event === "restarting" && l.service === "auditor", 5_000, "auditor exit")
+    // Its HTTP port taken while it waits for its restart: every start from now on fails.
+    await occupy(run.auditPort)
+    const code = await run.exited
+    expect(code).not.toBe(0)
+    expect(code).not.toBeNull()
+    const out = run.output()
+    expect(out).toMatch(/auditor exited 3 times within 60000 ms \(at most 2 restarts allowed\)/)
+    expect(out).toMatch(/fail closed/)
+    expect(out).toMatch(/EADDRINUSE/)
+    expect(run.lines.filter((l) => l.event === "restarting" && l.service === "auditor")).toHaveLength(2)
+    for (const pid of pidsSeen) expect(await gone(pid, 2_000), `pid ${pid} left running`).toBe(true)
+  }, 150_000)
+})
