@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
@@ -8,6 +8,7 @@ import { eventSubject, inboxPrefix, STREAM_EVENTS } from "@vigil/events"
 import { isAlive, restartPolicyFromEnv, spawnChild, supervise } from "@vigil/runtime"
 import { freePort, readStream } from "@vigil/test"
 import { afterAll, describe, expect, it } from "vitest"
+import { auditLogDir } from "../cli/src/audit-verify.ts"
 
 // `vigil up` as a user runs it, with its processes killed from outside: restarts, crash loops, failed starts, and
 // stopping with a dead bus. Each test gets its own home and ports.
@@ -30,9 +31,14 @@ afterAll(() => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-const vigilUp = async (env: Record<string, string> = {}, auditPort?: number) => {
-  const home = mkdtempSync(join(tmpdir(), "vigil-sup-"))
-  homes.push(home)
+const vigilUp = async (
+  env: Record<string, string> = {},
+  auditPort?: number,
+  opts: { readonly home?: string; readonly prepare?: (home: string) => void } = {},
+) => {
+  const home = opts.home ?? mkdtempSync(join(tmpdir(), "vigil-sup-"))
+  if (opts.home === undefined) homes.push(home)
+  opts.prepare?.(home)
   const port = await freePort()
   const audit = auditPort ?? (await freePort())
   const args = ["up", "--json", "--home", home, "--port", String(port), "--audit-port", String(audit)]
@@ -212,6 +218,10 @@ describe("vigil up supervision", () => {
   it("restarts a SIGKILLed service (healthy again within 5 s, alert raised) and a SIGKILLed nats-server", async () => {
     const run = await vigilUp()
     const ready = await run.ready
+    // A second vigil up on the same home is refused at once, naming the running one.
+    const second = await vigilUp({}, undefined, { home: run.home })
+    expect(await second.exited).toBe(1)
+    expect(second.output()).toContain(`Vigil is already running on ${run.home} (pid ${run.child.pid})`)
     const pidOf = (name: string) => ready.services.find((s) => s.name === name)?.pid as number
 
     for (const name of ["dlp", "auditor"]) {
@@ -298,10 +308,14 @@ describe("vigil up supervision", () => {
   }, 150_000)
 
   it("a service that exits during start-up stops vigil up at once, with its last log lines", async () => {
-    const auditPort = await freePort()
-    await occupy(auditPort)
     const started = Date.now()
-    const run = await vigilUp({}, auditPort)
+    // Files where the auditor's log belongs: it refuses to start there (AuditStoreUnusable, NOT_A_LOG).
+    const run = await vigilUp({}, undefined, {
+      prepare: (home) => {
+        mkdirSync(auditLogDir(home), { recursive: true })
+        writeFileSync(join(auditLogDir(home), "notes.txt"), "not an audit log\n")
+      },
+    })
     await expect(run.ready).rejects.toThrow(/auditor exited during start-up/)
     const code = await run.exited
     const exitedAt = Date.now()
@@ -315,9 +329,21 @@ describe("vigil up supervision", () => {
     const failedAt = Date.parse((JSON.parse(auditorLog[auditorLog.length - 1] as string) as { time: string }).time)
     expect(exitedAt - failedAt).toBeLessThan(6_000)
     expect(run.output()).toContain(join(run.home, "logs", "auditor.log"))
-    expect(run.output()).toMatch(/EADDRINUSE/)
+    expect(run.output()).toMatch(/AuditStoreUnusable/)
+    expect(run.output()).toMatch(/holds files but no audit log/)
     for (const pid of pidsSeen) expect(await gone(pid, 2_000), `pid ${pid} left running`).toBe(true)
   }, 150_000)
+
+  it("refuses a taken audit port before anything starts", async () => {
+    const auditPort = await freePort()
+    await occupy(auditPort)
+    const started = Date.now()
+    const run = await vigilUp({}, auditPort)
+    expect(await run.exited).toBe(1)
+    expect(Date.now() - started).toBeLessThan(10_000)
+    expect(run.output()).toContain(`port ${auditPort} (the auditor's HTTP on 127.0.0.1) is taken`)
+    expect(run.lines.some((l) => typeof l.pid === "number")).toBe(false)
+  }, 60_000)
 
   it("a service crashing at every restart stops the stack (fail closed) with the reason, after VIGIL_RESTART_MAX", async () => {
     const run = await vigilUp({ VIGIL_RESTART_MAX: "2", VIGIL_RESTART_WINDOW_MS: "60000" })

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { readFileSync, writeFileSync } from "node:fs"
+import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
@@ -35,6 +35,7 @@ import {
   type ExitInfo,
   ensureHome,
   type Home,
+  isAlive,
   logTail,
   type RestartPolicy,
   restartPolicyFromEnv,
@@ -421,9 +422,57 @@ const exitDetails = (e: ExitInfo) => ({ code: e.code, signal: e.signal })
  * connection drains (bounded too), then the embedded nats-server: whatever state the bus is in, it ends in bounded
  * time.
  */
+/**
+ * One `vigil up` per home: `<home>/run/up.lock` holds the supervisor's pid, created exclusively and removed (with
+ * `up.json`) when the scope closes. A lock whose pid is gone is stale (a SIGKILLed supervisor) and taken over.
+ */
+const homeLock = (home: Home) =>
+  Effect.acquireRelease(
+    Effect.suspend(() => {
+      const file = join(home.run, "up.lock")
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          writeFileSync(file, `${process.pid}\n`, { flag: "wx", mode: 0o644 })
+          return Effect.succeed(file)
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") {
+            return Effect.fail(fail(`cannot write ${file}: ${(e as Error).message}`, e))
+          }
+          const pid = Number.parseInt(readFileSync(file, "utf8"), 10)
+          if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+            return Effect.fail(
+              fail(
+                `Vigil is already running on ${home.root} (pid ${pid}): stop it first (Ctrl-C there, or kill ${pid})`,
+              ),
+            )
+          }
+          rmSync(file, { force: true })
+        }
+      }
+      return Effect.fail(fail(`cannot take ${file}: another vigil up is starting on this home`))
+    }),
+    (file) =>
+      Effect.sync(() => {
+        rmSync(join(home.run, "up.json"), { force: true })
+        rmSync(file, { force: true })
+      }),
+  )
+
+/** Ports this stack must bind itself, checked before anything starts (the bus port is probed by `startBus`). */
+const checkPorts = (opts: UpOptions) =>
+  Effect.gen(function* () {
+    if (yield* Effect.promise(() => tcpReachable("127.0.0.1", opts.auditPort))) {
+      return yield* fail(
+        `port ${opts.auditPort} (the auditor's HTTP on 127.0.0.1) is taken by another program: choose another --audit-port`,
+      )
+    }
+  })
+
 export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.Scope> =>
   Effect.gen(function* () {
     const home = ensureHome(opts.home)
+    yield* homeLock(home)
+    yield* checkPorts(opts)
     const chain = yield* ensureManifest(home.keys).pipe(
       Effect.provide(KeyStore.layerFile(home.keys)),
       Effect.mapError((e) => fail(`key set-up failed: ${(e as { message?: string }).message ?? String(e)}`, e)),
