@@ -3,10 +3,14 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { jetstream } from "@nats-io/jetstream"
 import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
-import { eventSubject, inboxPrefix, STREAM_EVENTS } from "@vigil/events"
-import { isAlive, restartPolicyFromEnv, spawnChild, supervise } from "@vigil/runtime"
+import { jetStreamOptions } from "@vigil/bus"
+import { encodeEvent, eventSubject, inboxPrefix, STREAM_EVENTS, signEvent } from "@vigil/events"
+import { homeSigningKeys } from "@vigil/keys"
+import { homeAt, isAlive, restartPolicyFromEnv, spawnChild, supervise } from "@vigil/runtime"
 import { freePort, readStream } from "@vigil/test"
+import { Effect } from "effect"
 import { afterAll, afterEach, describe, expect, it } from "vitest"
 import { auditLogDir } from "../cli/src/audit-verify.ts"
 
@@ -334,6 +338,83 @@ describe("vigil up supervision", () => {
     expect(await run.exited).toBe(0)
     for (const pid of run.pids) expect(await gone(pid, 2_000), `pid ${pid} left running`).toBe(true)
   }, 150_000)
+
+  it("SIGKILL of each service in turn during a stream of events: each comes back, the log holds every event once", async () => {
+    const run = await vigilUp()
+    const ready = await run.ready
+    const { keys } = await Effect.runPromise(homeSigningKeys(homeAt(run.home).keys))
+    const gw = await connect({
+      servers: ready.nats,
+      inboxPrefix: inboxPrefix("gateway"),
+      authenticator: nkeyAuthenticator(
+        new TextEncoder().encode(readFileSync(join(run.home, "nats", "gateway.nk"), "utf8").trim()),
+      ),
+      maxReconnectAttempts: -1,
+    })
+    const ids = new Set<string>()
+    let stop = false
+    // A steady stream, published with acks and retried until stored (the gateway itself is killed too).
+    const stream = (async () => {
+      const js = jetstream(gw, jetStreamOptions("gateway"))
+      for (let i = 0; !stop || i < 50; i++) {
+        const e = signEvent(keys.gateway, {
+          type: "task.submitted",
+          session: `stream${i % 5}`,
+          data: { channel: "cli", workspace: "/home/ana", promptChars: i + 1 },
+          blobs: { prompt: { sha256: "a".repeat(64), size: i + 1, mediaType: "text/plain" } },
+        })
+        for (;;) {
+          try {
+            await js.publish(eventSubject(e.session, e.type), encodeEvent(e), { msgID: e.id })
+            break
+          } catch {
+            await sleep(100)
+          }
+        }
+        ids.add(e.id)
+        await sleep(20)
+      }
+    })()
+    try {
+      for (const s of ready.services) {
+        await sleep(300)
+        process.kill(s.pid, "SIGKILL")
+        await run.next((l) => l.event === "recovered" && l.service === s.name, RECOVER_MS, `${s.name} healthy`)
+      }
+      stop = true
+      await stream
+      // Every event in the audit log exactly once, read leaf by leaf from the auditor's proof HTTP (it may still be
+      // catching up on what came while it was down).
+      const until = Date.now() + 30_000
+      let seen = new Map<string, number>()
+      while (Date.now() < until) {
+        const cp = await fetch(`${ready.audit}/proof/entry?index=0`).catch(() => undefined)
+        if (cp?.ok !== true) break
+        seen = new Map<string, number>()
+        const size = Number((await (await fetch(`${ready.audit}/checkpoint`)).text()).split("\n")[1])
+        for (let i = 0; i < size; i++) {
+          const a = (await (await fetch(`${ready.audit}/proof/entry?index=${i}`)).json()) as { leaf: string }
+          const id = (JSON.parse(Buffer.from(a.leaf, "base64").toString("utf8")) as { id: string }).id
+          seen.set(id, (seen.get(id) ?? 0) + 1)
+        }
+        if ([...ids].every((id) => seen.has(id))) break
+        await sleep(500)
+      }
+      console.log(`stream under kills: ${ids.size} events published, ${seen.size} leaves read`)
+      expect(
+        [...ids].filter((id) => !seen.has(id)),
+        "events missing from the log",
+      ).toEqual([])
+      expect(
+        [...seen].filter(([, n]) => n > 1),
+        "leaves appended twice",
+      ).toEqual([])
+      expect(run.child.exitCode).toBeNull()
+    } finally {
+      stop = true
+      await gw.close()
+    }
+  }, 180_000)
 
   it("Ctrl-C with the nats-server dead stops everything within 5 s", async () => {
     const run = await vigilUp()
