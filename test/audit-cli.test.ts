@@ -162,6 +162,24 @@ describe("vigil audit key", () => {
 })
 
 describe("vigil audit tail", () => {
+  it("says so when there is nothing to show (on stderr; stdout stays the items alone)", async () => {
+    const empty = await startNats({ secure: true })
+    const eh = await prepareHome(empty)
+    try {
+      for (const args of [["--json"], [], ["--ocsf"]]) {
+        const r = await vigil("tail", ...args, "--home", eh.home.root, "--nats", empty.url)
+        expect(r.code, r.stderr).toBe(0)
+        expect(r.stdout).toBe("")
+        expect(r.stderr).toMatch(
+          args[0] === "--ocsf" ? /no OCSF records in VIGIL_AUDIT yet/ : /no events in VIGIL_EVENTS yet/,
+        )
+      }
+    } finally {
+      eh.remove()
+      await empty.stop()
+    }
+  })
+
   it("prints the last 5 events of VIGIL_EVENTS as JSON lines", async () => {
     const r = await vigil("tail", "--json", "--n", "5", "--home", th.home.root, "--nats", server.url)
     expect(r.code, r.stderr).toBe(0)

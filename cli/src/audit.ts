@@ -390,6 +390,10 @@ const tailCommand = async (
       reloadChain: () => readHomeTrust(home).chain,
       signal: stop.signal,
     })
+    // An empty stream says so (on stderr: stdout stays the items alone, one per line, for scripts).
+    if (shown === 0 && !stop.signal.aborted) {
+      io.err(`vigil audit tail: ${ocsf ? "no OCSF records in VIGIL_AUDIT" : "no events in VIGIL_EVENTS"} yet\n`)
+    }
   } catch (e) {
     if (stop.signal.aborted) return 0
     throw new AuditCheckFailed(`cannot read ${ocsf ? "VIGIL_AUDIT" : "VIGIL_EVENTS"}: ${(e as Error).message}`)
