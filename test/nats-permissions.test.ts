@@ -16,10 +16,16 @@ import {
   EVENT_TYPES,
   EVENTS_ALL,
   eventSubject,
+  HEALTH_ALL,
   healthSubject,
   KEYS_MANIFEST_SUBJECT,
   KV_KEYS,
+  POLICY_BUNDLE_SUBJECT,
   PRINCIPALS,
+  PROOF_ALL,
+  PROOF_ASKERS,
+  PROOF_SUBJECTS,
+  proofRequestSubject,
   ROLE_JS_API,
   SERVICES,
   STREAM_AUDIT,
@@ -422,5 +428,48 @@ describe("siem", () => {
       "publish",
       /^JS\.VIGIL\.API\.CONSUMER\./,
     )
+  })
+})
+
+/**
+ * What the account-per-role bus (ADR 0017) added — proof requests through the prover's imports, the prover's `_R_.>`
+ * answers, heartbeats exported to ops, direct get by sequence on VIGIL_EVENTS for every service, the bundle
+ * announcement — tried by every user that must not reach it.
+ */
+describe("new reach, refused to everyone else", () => {
+  const nonAdmin = ROLES.filter((r) => r !== "admin")
+  const askers: ReadonlyArray<Role> = PROOF_ASKERS
+
+  it.each(nonAdmin.filter((r) => !askers.includes(r)))("%s cannot ask the prover for proofs", async (role) => {
+    await expectPlainPublishRefused(role, PROOF_SUBJECTS.checkpoint)
+    await expectPlainPublishRefused(role, proofRequestSubject("ops", "checkpoint"))
+    if (role !== "prover") await expectSubscribeRefused(role, PROOF_ALL)
+  })
+
+  it.each(nonAdmin.filter((r) => r !== "prover"))(
+    "%s cannot publish import replies (_R_.>) nor listen for proofs",
+    async (role) => {
+      await expectPlainPublishRefused(role, "_R_.forged.reply")
+      await expectSubscribeRefused(role, proofRequestSubject("*", "*"))
+    },
+  )
+
+  it.each(nonAdmin.filter((r) => r !== "ops"))("%s cannot follow heartbeats", async (role) => {
+    await expectSubscribeRefused(role, HEALTH_ALL)
+  })
+
+  it.each(nonAdmin)("%s cannot announce a policy bundle or a key manifest", async (role) => {
+    await expectPlainPublishRefused(role, POLICY_BUNDLE_SUBJECT)
+    await expectPlainPublishRefused(role, KEYS_MANIFEST_SUBJECT)
+  })
+
+  it.each(["prover", "siem"] as const)("%s cannot read VIGIL_EVENTS by direct get", async (role) => {
+    for (const prefix of [ROLE_JS_API, "$JS.API"]) {
+      await expectRefused(
+        nc(role).request(`${prefix}.DIRECT.GET.${STREAM_EVENTS}`, JSON.stringify({ seq: 1 }), { timeout: 2_000 }),
+        "publish",
+        `${prefix}.DIRECT.GET.${STREAM_EVENTS}`,
+      )
+    }
   })
 })
