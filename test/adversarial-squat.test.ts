@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { jetStreamOptions, Publisher } from "@vigil/bus"
+import { DeadLetters, deadLetterRecord, jetStreamOptions, Publisher } from "@vigil/bus"
 import {
   derivedEventId,
+  dlqSubject,
   type Event,
   eventIdFromDigest,
   eventIdKey,
@@ -11,6 +12,7 @@ import {
   newEventId,
   type Principal,
   type Service,
+  STREAM_DLQ,
   STREAM_EVENTS,
   signEvent,
 } from "@vigil/events"
@@ -132,6 +134,38 @@ describe("derived event ids on a real bus", () => {
       expect(alerts[0]?.data.details).toMatchObject({ streamSeq: squatSeq, republishedAs: published.event.id })
     },
   )
+
+  it("a dead letter: the former computable message id, taken first on another service's DLQ subject, costs nothing", async () => {
+    const bus = await t.bus("dlp")
+    const streamSeq = 4242
+    // The stream de-duplicates across every DLQ subject: the gateway posts on its own under dlp's former id.
+    const ack = await jetstream(attacker, jetStreamOptions("gateway")).publish(dlqSubject("gateway"), "{}", {
+      msgID: `dlq:${STREAM_EVENTS}:dlp__task_submitted:${streamSeq}`,
+    })
+    expect(ack.duplicate).toBe(false)
+    const record = deadLetterRecord(
+      {
+        service: "dlp",
+        reason: "bad_signature",
+        detail: "squat test",
+        subject: eventSubject("squat", "task.submitted"),
+        stream: STREAM_EVENTS,
+        durable: "dlp__task_submitted",
+        streamSeq,
+        deliveryCount: 1,
+        storedAt: new Date().toISOString(),
+      },
+      new TextEncoder().encode("refused bytes"),
+    )
+    await bus.run(
+      Effect.gen(function* () {
+        const dlq = yield* DeadLetters
+        return yield* dlq.send(record)
+      }),
+    )
+    const stored = await readStream(t.admin, STREAM_DLQ, dlqSubject("dlp"))
+    expect(stored.map((m) => m.json<{ streamSeq: number }>().streamSeq)).toContain(streamSeq)
+  })
 
   it("a re-handled input (same derived id, signed again) is this producer's own duplicate: no alert, no second copy", async () => {
     const bus = await t.bus("dlp")
