@@ -15,7 +15,15 @@ import {
 } from "@vigil/events"
 import { signingKeyOf } from "@vigil/keys"
 import { openCheckpoint, parseVerifierKey } from "@vigil/note"
-import { eventually, type NatsServer, prepareHome, startNats, startService, type TestHome } from "@vigil/test"
+import {
+  eventually,
+  jsonLines,
+  type NatsServer,
+  prepareHome,
+  startNats,
+  startService,
+  type TestHome,
+} from "@vigil/test"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { sampleEvents, sampleSession } from "../cli/src/audit-sample.ts"
 
@@ -42,13 +50,6 @@ const vigil = async (...args: string[]): Promise<Ran> => {
     return { code: typeof err.code === "number" ? err.code : -1, stdout: err.stdout ?? "", stderr: err.stderr ?? "" }
   }
 }
-
-const jsonLines = (text: string): Array<Record<string, unknown>> =>
-  text
-    .trim()
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
 
 let server: NatsServer
 let th: TestHome

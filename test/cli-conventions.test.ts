@@ -2,6 +2,7 @@ import { execFile } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { jsonLines } from "@vigil/test"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 /**
@@ -48,13 +49,6 @@ const expectRun = (r: Ran, code: number, what: string) => {
   expect(r.stdout, what).not.toMatch(STACK_LINE)
   expect(r.stderr, what).not.toMatch(STACK_LINE)
 }
-
-const jsonLines = (text: string): Array<Record<string, unknown>> =>
-  text
-    .trim()
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
 
 /** A `--json` error: exactly one line on stdout, `{"ok":false,"error":"<message>"}`, and one line on stderr. */
 const expectJsonError = (r: Ran, code: number, what: string, message?: RegExp) => {

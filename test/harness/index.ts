@@ -1,3 +1,4 @@
+export { jsonLines } from "./cli.ts"
 export type {
   BusFixture,
   BusFixtureOptions,

@@ -127,17 +127,20 @@ export const verifyBundleSignature = (
   if (!ed.verify(Buffer.from(sig, "base64url"), bundleSigningBytes(body), rootPublicKey)) {
     return refuse("bad_signature", `bundle signature does not verify under root ${rootKid}`)
   }
-  const contents: BundleContents = {
-    v: b.v,
-    role: b.role,
-    schema: b.schema,
-    policies: b.policies,
-    dataClasses: b.dataClasses,
-  }
+  const contents = contentsOf(b)
   const digest = bundleDigest(contents)
   if (digest !== b.digest) return refuse("schema", `bundle names digest ${b.digest}, its contents hash to ${digest}`)
   return { ok: true, bundle: b, digest, version: b.version }
 }
+
+/** What a bundle's digest covers: its contents, without version or signature. */
+const contentsOf = (b: SignedBundle): BundleContents => ({
+  v: b.v,
+  role: b.role,
+  schema: b.schema,
+  policies: b.policies,
+  dataClasses: b.dataClasses,
+})
 
 /**
  * Verify a signed bundle document and compile it. Never throws. In order: what {@link verifyBundleSignature}
@@ -150,13 +153,7 @@ export const verifyBundle = (rootPublicKey: Uint8Array, input: unknown, ed: Ed25
   const signed = verifyBundleSignature(rootPublicKey, input, ed)
   if (!signed.ok) return signed
   const b = signed.bundle
-  const contents: BundleContents = {
-    v: b.v,
-    role: b.role,
-    schema: b.schema,
-    policies: b.policies,
-    dataClasses: b.dataClasses,
-  }
+  const contents = contentsOf(b)
   const compiled = compileBundle(contents)
   if (!compiled.ok) return refuse(compiled.reason, compiled.detail, compiled.errors)
   return { ...signed, engine: compiled.engine }
