@@ -156,11 +156,19 @@ describe("auditor threshold alerts", () => {
     expect(pending).toBeGreaterThan(5)
     auditor = await startService("auditor", th, { env: { ...env, VIGIL_LOG_LEVEL: "info" } })
     await drained()
-    const redelivered = auditor
-      .output()
-      .split("\n")
-      .filter((l) => l.includes("redelivered events already in the log"))
-      .reduce((n, l) => n + Number((JSON.parse(l) as { count: number }).count), 0)
+    // The log lines reach this process through a pipe after the acks reach the server: wait for them, then count.
+    const redeliveredCount = () =>
+      auditor
+        .output()
+        .split("\n")
+        .filter((l) => l.includes("redelivered events already in the log"))
+        .reduce((n, l) => n + Number((JSON.parse(l) as { count: number }).count), 0)
+    const redelivered = await eventually(
+      "every redelivery logged",
+      async () => (redeliveredCount() >= pending ? redeliveredCount() : undefined),
+      5_000,
+      50,
+    ).catch(() => redeliveredCount())
     expect(redelivered).toBe(pending)
     expect(await alertsOf("sess_burst")).toHaveLength(1)
     expect(await alertsOf("sess_span")).toHaveLength(0)
