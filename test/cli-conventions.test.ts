@@ -172,6 +172,19 @@ const CASES: ReadonlyArray<CommandCase> = [
     }),
   },
   {
+    name: "audit key",
+    help: ["audit", "key", "--help"],
+    usageLine: /^usage: vigil audit/m,
+    unknownFlag: ["audit", "key", "--bogus"],
+    missing: ["audit", "key", "--home"],
+    malformed: ["audit", "key", "extra"],
+    jsonError: () => ({
+      args: ["audit", "key", "--home", emptyHome, "--json"],
+      code: 1,
+      message: /^not a Vigil home: .*not-a-home \(run `vigil up` first/,
+    }),
+  },
+  {
     name: "policy test",
     help: ["policy", "test", "--help"],
     usageLine: /^usage: vigil policy/m,
@@ -294,11 +307,11 @@ describe.concurrent("vigil", () => {
     expect(r.stdout).toMatch(new RegExp(`--audit-port N .*\\(default ${DEFAULT_AUDIT_PORT}\\)`))
   })
 
-  it("--help loads no command module: main.ts and args.ts import only node: builtins and each other", () => {
-    for (const file of ["main.ts", "args.ts"]) {
+  it("--help loads no command module: main.ts and the argument modules import only node: builtins and each other", () => {
+    for (const file of ["main.ts", "args.ts", "audit-args.ts"]) {
       const src = readFileSync(join(REPO, "cli", "src", file), "utf8")
       const staticImports = [...src.matchAll(/^import .* from "([^"]+)"$/gm)].map((m) => m[1])
-      for (const spec of staticImports) expect(spec, file).toMatch(/^(node:|\.\/args\.ts$)/)
+      for (const spec of staticImports) expect(spec, file).toMatch(/^(node:|\.\/(audit-)?args\.ts$)/)
     }
   })
 
@@ -309,6 +322,40 @@ describe.concurrent("vigil", () => {
     expect(plain.stderr.trim().split("\n")).toHaveLength(1)
     expect((await vigil([...args, "--debug"])).stderr).toMatch(STACK_LINE)
     expect((await vigil(args, { VIGIL_DEBUG: "1" })).stderr).toMatch(STACK_LINE)
+  })
+})
+
+describe.concurrent("vigil audit", () => {
+  it.each([
+    [["audit", "verify", "--follow"], /--follow does not apply to `audit verify`/],
+    [["audit", "key", "--from", "3"], /--from does not apply to `audit key`/],
+    [["audit", "proof", "x", "--n", "3"], /--n does not apply to `audit proof`/],
+    [["audit", "tail", "--n", "0"], /--n 0 shows nothing without --follow/],
+    [["audit", "tail", "--n", "-1"], /--n/],
+    [["audit", "verify", "--from", "1.5"], /--from must be a whole number/],
+    [["audit", "verify", "--from", "5", "--to", "2"], /--from 5 is past --to 2/],
+    [["audit", "bogus"], /unknown command "bogus"/],
+    [["audit"], /missing command: verify, proof, tail or key/],
+  ])("%j: a usage error naming the option, exit 2, before the home is looked at", async (args, message) => {
+    const r = await vigil([...args, "--home", join(scratch, "nothing-here")])
+    expectRun(r, 2, args.join(" "))
+    expect(r.stderr).toMatch(message)
+    expect(r.stderr).toMatch(/\(see `vigil audit --help`\)\n$/)
+    expect(r.stderr.trim().split("\n")).toHaveLength(1)
+    expect(r.stdout).toBe("")
+  })
+
+  it("a home whose key manifest cannot be read: exit 1 (a set-up failure, not a usage error), one line", async () => {
+    const home = join(scratch, "no-manifest")
+    mkdirSync(join(home, "keys"), { recursive: true })
+    writeFileSync(join(home, "keys", "root.pub"), "AAAA\n")
+    for (const sub of ["verify", "key"]) {
+      const r = await vigil(["audit", sub, "--home", home])
+      expectRun(r, 1, sub)
+      expect(r.stderr).toMatch(new RegExp(`^vigil audit ${sub}: cannot read the key manifest in `))
+      expect(r.stderr.trim().split("\n")).toHaveLength(1)
+      expectJsonError(await vigil(["audit", sub, "--home", home, "--json"]), 1, sub, /^cannot read the key manifest/)
+    }
   })
 })
 

@@ -37,7 +37,7 @@ export class CliFailure extends Error {
   override readonly name = "CliFailure"
 }
 
-export type OptionKind = "string" | "strings" | "boolean" | "port" | "count"
+export type OptionKind = "string" | "strings" | "boolean" | "port" | "count" | "index"
 
 export interface OptionSpec {
   readonly kind: OptionKind
@@ -57,7 +57,7 @@ type ValueOf<K extends OptionKind> = K extends "boolean"
   ? boolean
   : K extends "strings"
     ? ReadonlyArray<string>
-    : K extends "port" | "count"
+    : K extends "port" | "count" | "index"
       ? number | undefined
       : string | undefined
 
@@ -93,6 +93,13 @@ export const parsePort = (name: string, v: string): number => {
 export const parseCount = (name: string, v: string): number => {
   if (!/^[1-9][0-9]*$/.test(v) || !Number.isSafeInteger(Number(v)))
     throw new UsageError(`--${name} must be a positive whole number, got ${JSON.stringify(v)}`)
+  return Number(v)
+}
+
+/** A position such as a leaf index: a whole number, 0 allowed. */
+export const parseIndex = (name: string, v: string): number => {
+  if (!/^(0|[1-9][0-9]*)$/.test(v) || !Number.isSafeInteger(Number(v)))
+    throw new UsageError(`--${name} must be a whole number (0 or more), got ${JSON.stringify(v)}`)
   return Number(v)
 }
 
@@ -135,6 +142,9 @@ export const parseCommandLine = <S extends OptionSpecs>(argv: ReadonlyArray<stri
       case "count":
         values[name] = typeof v === "string" ? parseCount(name, v) : undefined
         break
+      case "index":
+        values[name] = typeof v === "string" ? parseIndex(name, v) : undefined
+        break
       case "string":
         if (v === "") throw new UsageError(`--${name} needs a non-empty value`)
         values[name] = typeof v === "string" ? v : undefined
@@ -150,6 +160,17 @@ export const debugWanted = (argv: ReadonlyArray<string> = process.argv.slice(2))
 
 /** Whether `--json` is on the command line (for errors raised before or during parsing). */
 export const jsonWanted = (argv: ReadonlyArray<string>): boolean => argv.includes("--json")
+
+/** Where a command writes: `out` a whole line (the newline is added), `err` text as is. */
+export interface Writers {
+  readonly out: (line: string) => void
+  readonly err: (text: string) => void
+}
+
+export const PROCESS_WRITERS: Writers = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (text) => process.stderr.write(text),
+}
 
 export interface Reporter {
   /** e.g. "vigil policy what-if" */
@@ -176,12 +197,12 @@ export const messageOf = (e: unknown): string =>
  * Report an error the convention's way and return its exit code: a usage error exits 2, anything else 1.
  * `--json`: `{"ok":false,"error":…}` on stdout; always one line on stderr (a usage error adds the `--help` pointer).
  */
-export const reportError = (r: Reporter, e: unknown): number => {
+export const reportError = (r: Reporter, e: unknown, io: Writers = PROCESS_WRITERS): number => {
   const usage = e instanceof UsageError
   const message = messageOf(e)
-  if (r.json) process.stdout.write(`${JSON.stringify({ ok: false, error: message })}\n`)
-  process.stderr.write(`${r.command}: ${message}${usage ? ` (see \`${r.helpHint}\`)` : ""}\n`)
-  if (r.debug && e instanceof Error && e.stack !== undefined && !usage) process.stderr.write(`${e.stack}\n`)
+  if (r.json) io.out(JSON.stringify({ ok: false, error: message }))
+  io.err(`${r.command}: ${message}${usage ? ` (see \`${r.helpHint}\`)` : ""}\n`)
+  if (r.debug && e instanceof Error && e.stack !== undefined && !usage) io.err(`${e.stack}\n`)
   return usage ? EXIT_USAGE : EXIT_FAILED
 }
 

@@ -1,5 +1,4 @@
 import { existsSync } from "node:fs"
-import { join } from "node:path"
 import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream"
 import { type NatsConnection, RequestError, TimeoutError } from "@nats-io/transport-node"
 import { logOrigin, noteVerifiers } from "@vigil/auditlog"
@@ -10,8 +9,7 @@ import { leafHash, verifyInclusion } from "@vigil/merkle"
 import { openCheckpoint } from "@vigil/note"
 import { homeAt } from "@vigil/runtime"
 import { checkChunk } from "./audit-leaves.ts"
-import { AuditInputError } from "./audit-verify.ts"
-import { connectRole, recordedBusUrl, seedPath } from "./creds.ts"
+import { connectRole, seedPath } from "./creds.ts"
 
 /**
  * The bus side of `vigil audit`: inclusion proofs from the auditor (`vigil audit proof`) and the last events or OCSF
@@ -25,20 +23,10 @@ export class AuditCheckFailed extends Error {
   override readonly name = "AuditCheckFailed"
 }
 
-/** The bus URL: `--nats`, else the one `vigil up` recorded in `<home>/run/up.json`. */
-export const busUrl = (home: string, explicit: string | undefined): string => {
-  if (explicit !== undefined) return explicit
-  const recorded = recordedBusUrl(homeAt(home))
-  if (recorded !== undefined) return recorded
-  throw new AuditInputError(
-    `no bus URL: pass --nats URL, or start Vigil with \`vigil up\` (it records ${join(homeAt(home).run, "up.json")})`,
-  )
-}
-
 /** A connection as the `ops` user of `home` (seed `<home>/nats/ops.nk`, inboxes under `_INBOX_ops`). */
 export const connectOps = async (home: string, url: string): Promise<NatsConnection> => {
   const seedFile = seedPath(homeAt(home), "ops")
-  if (!existsSync(seedFile)) throw new AuditInputError(`no ops NATS credentials at ${seedFile}`)
+  if (!existsSync(seedFile)) throw new AuditCheckFailed(`no ops NATS credentials at ${seedFile}`)
   try {
     return await connectRole(url, homeAt(home), "ops", { name: `vigil-audit-${process.pid}` })
   } catch (e) {

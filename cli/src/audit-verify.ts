@@ -122,9 +122,14 @@ export interface AuditVerifyOptions {
   readonly onProgress?: (p: AuditProgress) => void
 }
 
-/** A usage error: a range outside the log, a home without keys. The CLI exits 2 on these, 1 on a verdict. */
+/** `--from` / `--to` outside the log: a bad argument, known only once the log is read (the CLI exits 2). */
 export class AuditInputError extends Error {
   override readonly name = "AuditInputError"
+}
+
+/** The home's keys, key manifest or audit log cannot be read or are refused: the CLI exits 1 with the reason. */
+export class AuditUnreadable extends Error {
+  override readonly name = "AuditUnreadable"
 }
 
 /** The directory given as the Vigil home has no `keys/root.pub`: the command ran and failed (the CLI exits 1). */
@@ -156,7 +161,7 @@ export const readHomeTrust = (
         `not a Vigil home: ${h.root} (run \`vigil up\` first${existsSync(h.root) ? `; no keys/${ROOT_PUBLIC_KEY_FILE} there` : ""}, or pass --home DIR)`,
       )
     }
-    throw new AuditInputError(`cannot read the root public key ${path}: ${(e as Error).message}`)
+    throw new AuditUnreadable(`cannot read the root public key ${path}: ${(e as Error).message}`)
   }
   const manifests: unknown[] = []
   try {
@@ -165,10 +170,10 @@ export const readHomeTrust = (
       .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10))
     for (const f of names) manifests.push(JSON.parse(readFileSync(join(h.manifests, f), "utf8")))
   } catch (e) {
-    throw new AuditInputError(`cannot read the key manifest in ${h.manifests}: ${(e as Error).message}`)
+    throw new AuditUnreadable(`cannot read the key manifest in ${h.manifests}: ${(e as Error).message}`)
   }
   const made = ManifestChain.make(rootPublicKey, manifests)
-  if (Result.isFailure(made)) throw new AuditInputError(`key manifest refused: ${made.failure.message}`)
+  if (Result.isFailure(made)) throw new AuditUnreadable(`key manifest refused: ${made.failure.message}`)
   return { rootPublicKey, manifests: made.success.manifests, chain: made.success }
 }
 
@@ -245,7 +250,7 @@ const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64")
 const leaves = (n: number) => `${n} ${n === 1 ? "leaf" : "leaves"}`
 const equalBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
 
-/** Runs the three checks (see the module comment) and returns the report; throws only {@link AuditInputError}. */
+/** Runs the three checks (see the module comment) and returns the report; throws {@link AuditInputError} or {@link AuditUnreadable}. */
 export const verifyAuditLog = async (opts: AuditVerifyOptions): Promise<AuditVerifyReport> => {
   const pool = new SignaturePool()
   try {
@@ -259,7 +264,7 @@ const verifyWith = async (opts: AuditVerifyOptions, pool: SignatureChecker): Pro
   const started = performance.now()
   const { dir } = opts
   const made = ManifestChain.make(opts.rootPublicKey, opts.manifests)
-  if (Result.isFailure(made)) throw new AuditInputError(`key manifest refused: ${made.failure.message}`)
+  if (Result.isFailure(made)) throw new AuditUnreadable(`key manifest refused: ${made.failure.message}`)
   const chain = made.success
   const origin = logOrigin(chain)
   // The checkpoints before the tree: the auditor commits leaves before it signs them, so on a live log every note read
@@ -269,7 +274,7 @@ const verifyWith = async (opts: AuditVerifyOptions, pool: SignatureChecker): Pro
   if (published !== undefined && !notes.includes(published)) notes.push(published)
   const state = readState(dir)
   if (state === undefined && readOptional(join(dir, STATE_FILE)) === undefined) {
-    throw new AuditInputError(`no audit log in ${dir} (no ${STATE_FILE})`)
+    throw new AuditUnreadable(`no audit log in ${dir} (no ${STATE_FILE})`)
   }
   const size = state?.size ?? 0
   const from = opts.from ?? 0

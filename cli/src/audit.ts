@@ -1,9 +1,16 @@
-import { parseArgs } from "node:util"
 import { auditorVerifierKeys, logOrigin } from "@vigil/auditlog"
-import { homeAt } from "@vigil/runtime"
+import {
+  debugWanted,
+  type Reporter,
+  reportError,
+  requireVigilHome,
+  resolveBusUrl,
+  UsageError,
+  type Writers,
+} from "./args.ts"
+import { AUDIT_USAGE, type AuditCommand, parseAudit } from "./audit-args.ts"
 import {
   AuditCheckFailed,
-  busUrl,
   connectOps,
   type ProofResult,
   proveInclusion,
@@ -16,142 +23,70 @@ import {
   type AuditProgress,
   type AuditVerifyReport,
   auditLogDir,
-  NoVigilHome,
   readHomeTrust,
   verifyAuditLog,
 } from "./audit-verify.ts"
 
-export const AUDIT_USAGE = `usage: vigil audit <verify|proof|tail|key> [options]
-
-  verify [--from N] [--to N]   check the auditor's log offline: every leaf a valid signed event the key manifest
-                               authorised (leaves [from, to)), ids unique, tiles and root recomputed, every signed
-                               checkpoint consistent with the leaves; exits 1 naming the first bad leaf and why
-  proof <event-id>             ask the auditor for the event's inclusion proof and verify it and the checkpoint
-  tail [--n N] [--ocsf] [--follow]
-                               the last N (default 20) events, or OCSF records with their leaf indexes; --follow
-                               keeps printing new ones until Ctrl-C. Each is verified as the services verify
-                               events (OCSF records: against the auditor's leaf); one that does not verify is
-                               printed as "REFUSED <reason>: …" ("verified": false in --json): not an audit entry
-  key [--all]                  the checkpoints' verifier key in c2sp.org/signed-note form,
-                               <origin>+<key id>+<base64 key>, for any signed-note verifier: the auditor key the
-                               key manifest grants now; --all: every auditor key it ever granted, newest first
-                               (older checkpoints are signed by older keys). One key a line
-
-options:
-  --home DIR    Vigil home (default $VIGIL_HOME or ./.vigil)
-  --nats URL    the bus (proof, tail; default: the one \`vigil up\` recorded in <home>/run/up.json)
-  --json        one JSON object per line
-`
-
-export interface AuditIo {
-  readonly out: (line: string) => void
-  readonly err: (text: string) => void
+export interface AuditIo extends Writers {
   /** Whether stderr is a terminal (progress bar) or not (a percentage line at most every second). */
   readonly errIsTty: boolean
   readonly errColumns?: number
 }
 
-const processIo = (): AuditIo => ({
+export const processAuditIo = (): AuditIo => ({
   out: (line) => process.stdout.write(`${line}\n`),
   err: (text) => process.stderr.write(text),
   errIsTty: process.stderr.isTTY === true,
   ...(process.stderr.columns === undefined ? {} : { errColumns: process.stderr.columns }),
 })
 
-const intOption = (name: string, v: string | undefined): number | undefined => {
-  if (v === undefined) return undefined
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)))
-    throw new AuditInputError(`--${name} must be a whole number, got ${v}`)
-  return Number(v)
-}
-
 const num = (n: number) => n.toLocaleString("en-US")
 /** `1 leaf`, `2 leaves`, `1,024 leaves`: a count and its noun, singular for exactly one. */
 export const count = (n: number, one: string, many = `${one}s`) => `${num(n)} ${n === 1 ? one : many}`
 
 /**
- * `vigil audit …` with its own arguments (after `audit`); resolves to the exit code: 0 verified (done), 1 a check
- * failed, nothing to show, or no Vigil home at --home (the reason is printed, one line), 2 a usage or set-up error.
+ * `vigil audit …` with its own arguments (after `audit`), by the CLI convention of args.ts; resolves to the exit
+ * code: 0 verified (done), 1 a check failed or the command could not run (one line says why), 2 a usage error.
  */
-export const runAudit = async (argv: ReadonlyArray<string>, io: AuditIo = processIo()): Promise<number> => {
-  let values: Record<string, string | boolean | undefined>
-  let positionals: string[]
+export const runAudit = async (argv: ReadonlyArray<string>, io: AuditIo = processAuditIo()): Promise<number> => {
+  const debug = debugWanted(argv)
+  let parsed: ReturnType<typeof parseAudit>
   try {
-    ;({ values, positionals } = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        home: { type: "string" },
-        nats: { type: "string" },
-        from: { type: "string" },
-        to: { type: "string" },
-        n: { type: "string" },
-        ocsf: { type: "boolean", default: false },
-        follow: { type: "boolean", default: false },
-        all: { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }))
+    parsed = parseAudit(argv)
   } catch (e) {
-    io.err(`vigil audit: ${(e as Error).message}\n\n${AUDIT_USAGE}`)
-    return 2
+    const json = argv.includes("--json")
+    return reportError({ command: "vigil audit", json, debug, helpHint: "vigil audit --help" }, e, io)
   }
-  const sub = positionals[0]
-  const json = values.json === true
-  if (values.help === true || sub === "help") {
+  if (parsed.help) {
     io.out(AUDIT_USAGE.trimEnd())
     return 0
   }
-  if (sub === undefined) {
-    io.err(AUDIT_USAGE)
-    return 2
-  }
-  const home = homeAt((values.home as string | undefined) ?? process.env.VIGIL_HOME ?? ".vigil").root
-  const fail = (code: number, message: string): number => {
-    if (json) io.out(JSON.stringify({ ok: false, error: message }))
-    io.err(`vigil audit ${sub}: ${message}\n`)
-    return code
-  }
+  return executeAudit(parsed.command, parsed.json, io, debug)
+}
+
+/** Runs a parsed `vigil audit` command; every failure is reported here, as one line (JSON too with `--json`). */
+export const executeAudit = async (
+  cmd: AuditCommand,
+  json: boolean,
+  io: AuditIo = processAuditIo(),
+  debug = false,
+): Promise<number> => {
+  const reporter: Reporter = { command: `vigil audit ${cmd.sub}`, json, debug, helpHint: "vigil audit --help" }
   try {
-    switch (sub) {
-      case "verify": {
-        if (positionals.length > 1) return fail(2, `unexpected argument ${positionals[1]}`)
-        const from = intOption("from", values.from as string | undefined)
-        const to = intOption("to", values.to as string | undefined)
-        return await verifyCommand(home, from, to, json, io)
-      }
-      case "proof": {
-        const id = positionals[1]
-        if (id === undefined || positionals.length > 2) return fail(2, "give exactly one event id")
-        return await proofCommand(home, id, values.nats as string | undefined, json, io)
-      }
-      case "tail": {
-        if (positionals.length > 1) return fail(2, `unexpected argument ${positionals[1]}`)
-        const n = intOption("n", values.n as string | undefined) ?? 20
-        return await tailCommand(
-          home,
-          n,
-          values.ocsf === true,
-          values.follow === true,
-          values.nats as string | undefined,
-          json,
-          io,
-        )
-      }
-      case "key": {
-        if (positionals.length > 1) return fail(2, `unexpected argument ${positionals[1]}`)
-        return keyCommand(home, values.all === true, json, io)
-      }
-      default:
-        io.err(`vigil audit: unknown subcommand "${sub}"\n\n${AUDIT_USAGE}`)
-        return 2
+    requireVigilHome(cmd.home)
+    switch (cmd.sub) {
+      case "verify":
+        return await verifyCommand(cmd.home, cmd.from, cmd.to, json, io)
+      case "proof":
+        return await proofCommand(cmd.home, cmd.id, cmd.nats, json, io)
+      case "tail":
+        return await tailCommand(cmd.home, cmd.n, cmd.ocsf, cmd.follow, cmd.nats, json, io)
+      case "key":
+        return keyCommand(cmd.home, cmd.all, json, io)
     }
   } catch (e) {
-    if (e instanceof NoVigilHome) return fail(1, e.message)
-    if (e instanceof AuditInputError) return fail(2, e.message)
-    if (e instanceof AuditCheckFailed) return fail(1, e.message)
-    return fail(2, e instanceof Error ? e.message : String(e))
+    // A range outside the log is a bad argument, known only once the log is read.
+    return reportError(reporter, e instanceof AuditInputError ? new UsageError(e.message) : e, io)
   }
 }
 
@@ -295,8 +230,8 @@ const proofCommand = async (
   json: boolean,
   io: AuditIo,
 ): Promise<number> => {
+  const url = await resolveBusUrl(home, nats)
   const { chain } = readHomeTrust(home)
-  const url = busUrl(home, nats)
   const nc = await connectOps(home, url)
   let r: ProofResult
   try {
@@ -330,8 +265,8 @@ const tailCommand = async (
   json: boolean,
   io: AuditIo,
 ): Promise<number> => {
+  const url = await resolveBusUrl(home, nats)
   const { chain } = readHomeTrust(home)
-  const url = busUrl(home, nats)
   const nc = await connectOps(home, url)
   const stop = new AbortController()
   const onSignal = () => stop.abort()

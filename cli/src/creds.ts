@@ -47,13 +47,3 @@ export const connectRole = (
     timeout: 5_000,
     ...extra,
   })
-
-/** The bus URL `vigil up` recorded in `<home>/run/up.json`, or undefined when there is none. */
-export const recordedBusUrl = (home: Home): string | undefined => {
-  try {
-    const nats = (JSON.parse(readFileSync(join(home.run, "up.json"), "utf8")) as { nats?: unknown }).nats
-    return typeof nats === "string" && nats !== "" ? nats : undefined
-  } catch {
-    return undefined
-  }
-}

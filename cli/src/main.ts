@@ -6,7 +6,6 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import {
   CliFailure,
-  cleanParseMessage,
   cliVersion,
   debugWanted,
   EXIT_CODES_HELP,
@@ -19,6 +18,7 @@ import {
   resolveBusUrl,
   UsageError,
 } from "./args.ts"
+import { AUDIT_USAGE, type ParsedAudit, parseAudit } from "./audit-args.ts"
 
 const REPO = resolve(fileURLToPath(new URL("../..", import.meta.url)))
 
@@ -167,77 +167,29 @@ const runCommand = async (command: string, args: ReadonlyArray<string>): Promise
 
 // ---------------------------------------------------------------------------------------------------------- audit
 
-const AUDIT_OPTIONS = {
-  home: { kind: "string" },
-  nats: { kind: "string" },
-  from: { kind: "string" },
-  to: { kind: "string" },
-  n: { kind: "string" },
-  ocsf: { kind: "boolean" },
-  follow: { kind: "boolean" },
-  all: { kind: "boolean" },
-} as const
-
-/**
- * `vigil audit …`: audit.ts parses its own arguments (strictly) and runs the command. Here, around it: `--debug` is
- * taken off; a command line it accepts is checked first for a Vigil home and, for the commands that use the bus, a
- * running stack; a usage error it reports with `--json` also comes as the JSON error line; `--help` ends with the
- * exit codes.
- */
+/** `vigil audit …`: parsed here (usage errors and `--help` load nothing more), then run by audit.ts. */
 const auditCommand = async (args: ReadonlyArray<string>): Promise<number> => {
-  const own = args.filter((a) => a !== "--debug")
-  let parsed: ReturnType<typeof parseCommandLine<typeof AUDIT_OPTIONS>> | undefined
+  let parsed: ParsedAudit
   try {
-    parsed = parseCommandLine(own, AUDIT_OPTIONS)
-  } catch {
-    parsed = undefined // audit.ts reports it (or knows options this list does not)
+    parsed = parseAudit(args)
+  } catch (e) {
+    return reportError({ command: "vigil audit", json, debug, helpHint: "vigil audit --help" }, e)
   }
-  const sub = parsed?.positionals[0]
-  const help = parsed !== undefined && (parsed.values.help || sub === "help")
-  // Usage errors first: numbers audit.ts checks itself leave the check of the home to it.
-  const numbersOk = [parsed?.values.from, parsed?.values.to, parsed?.values.n].every(
-    (v) => v === undefined || /^[0-9]+$/.test(v),
-  )
-  const arity = parsed?.positionals.length === (sub === "proof" ? 2 : 1)
-  if (
-    parsed !== undefined &&
-    !help &&
-    numbersOk &&
-    arity &&
-    (sub === "verify" || sub === "proof" || sub === "tail" || sub === "key")
-  ) {
-    const reporter: Reporter = { command: `vigil audit ${sub}`, json, debug, helpHint: "vigil audit --help" }
-    try {
-      const home = homeDir(parsed.values.home)
-      requireVigilHome(home)
-      if (sub === "proof" || sub === "tail") await resolveBusUrl(home, parsed.values.nats)
-    } catch (e) {
-      return reportError(reporter, e)
-    }
+  if (parsed.help) {
+    process.stdout.write(AUDIT_USAGE)
+    return 0
   }
-  const { runAudit } = await import("./audit.ts")
-  let printed = false
-  let errText = ""
-  const code = await runAudit(own, {
-    out: (line) => {
-      printed = true
-      process.stdout.write(`${line}\n`)
-    },
-    err: (text) => {
-      errText += text
-      process.stderr.write(text)
-    },
-    errIsTty: process.stderr.isTTY === true,
-    ...(process.stderr.columns === undefined ? {} : { errColumns: process.stderr.columns }),
-  })
-  if (help && code === 0) process.stdout.write(`\n${EXIT_CODES_HELP}\n`)
-  if (json && code !== 0 && !printed) {
-    const line = errText.split("\n").find((l) => /^vigil audit[^:]*: /.test(l))
-    const message =
-      line === undefined ? "missing command (see `vigil audit --help`)" : line.replace(/^vigil audit[^:]*: /, "")
-    process.stdout.write(`${JSON.stringify({ ok: false, error: cleanParseMessage(message) })}\n`)
+  // A missing home or a stopped stack is said before the log and bus modules load (they take most of a second).
+  let command = parsed.command
+  try {
+    requireVigilHome(command.home)
+    if (command.sub === "proof" || command.sub === "tail")
+      command = { ...command, nats: await resolveBusUrl(command.home, command.nats) }
+  } catch (e) {
+    return reportError({ command: `vigil audit ${command.sub}`, json, debug, helpHint: "vigil audit --help" }, e)
   }
-  return code
+  const { executeAudit } = await import("./audit.ts")
+  return executeAudit(command, parsed.json, undefined, debug)
 }
 
 // ------------------------------------------------------------------------------------------------------------- up
