@@ -1,17 +1,16 @@
 // Conformance against the RFC 6962/9162 proof vectors of transparency-dev/merkle `testdata/` (commit 417fb0c,
-// Apache-2.0), kept unedited in ../shared/testvectors/rfc9162/: a happy path per case plus mutations, each with
-// `wantErr`. Every file is its own test, so a failure names the file.
+// Apache-2.0), vendored unedited in testdata/rfc9162/ (provenance: testdata/README.md): a happy path per case plus
+// mutations, each with `wantErr`. Every file is its own test, so a failure names the file.
 import { existsSync, readdirSync, readFileSync } from "node:fs"
-import { join, relative, sep } from "node:path"
-import { fileURLToPath } from "node:url"
+import { join, relative, resolve, sep } from "node:path"
 import { describe, expect, it } from "vitest"
 import type { MerkleErrorCode, VerifyResult } from "./errors.ts"
 import { verifyConsistency, verifyInclusion } from "./verify.ts"
 
-const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
-const vectorRoot = join(repoRoot, "..", "shared", "testvectors", "rfc9162")
+const repoRoot = resolve(import.meta.dirname, "..", "..", "..")
+const vectorRoot = join(repoRoot, "testdata", "rfc9162")
 if (!existsSync(vectorRoot)) {
-  throw new Error(`RFC 9162 test vectors not found at ${vectorRoot}: the shared/ checkout beside the repo is missing`)
+  throw new Error(`RFC 9162 test vectors not found at ${vectorRoot}: the vendored testdata/ folder is missing`)
 }
 
 /**
@@ -23,7 +22,7 @@ const STRICTER: Record<string, { readonly code: MerkleErrorCode; readonly why: s
     code: "BAD_HASH_SIZE",
     why:
       'its equal roots are 12-byte placeholders (base64 of "don\'t care 2"); upstream compares them without a ' +
-      "length check, but every root must be exactly 32 bytes (testvectors/README.md)",
+      "length check, but every root must be exactly 32 bytes (testdata/README.md)",
   },
 }
 

@@ -1,7 +1,7 @@
-// Test support, not exported: loads ../shared/testvectors/signed-note.json (relative to the repository root) and
-// fails loudly when it is missing or not the shape the tests read.
+// Test support, not exported: loads testdata/signed-note.json (relative to the repository root; provenance in
+// testdata/README.md) and fails loudly when it is missing or not the shape the tests read.
 import { readFileSync } from "node:fs"
-import { fileURLToPath } from "node:url"
+import { resolve } from "node:path"
 
 export interface SignedNoteVectors {
   readonly source: string
@@ -20,7 +20,7 @@ export interface SignedNoteVectors {
   readonly malformed: ReadonlyArray<string>
 }
 
-export const VECTORS_PATH = fileURLToPath(new URL("../../../../shared/testvectors/signed-note.json", import.meta.url))
+export const VECTORS_PATH = resolve(import.meta.dirname, "..", "..", "..", "testdata", "signed-note.json")
 
 const load = (): SignedNoteVectors => {
   let raw: string
