@@ -16,6 +16,7 @@ import {
   STREAM_EVENTS,
   signEvent,
 } from "@vigil/events"
+import { publishBundle, signedBundleFrom } from "@vigil/policy"
 import {
   eventually,
   type NatsServer,
@@ -32,7 +33,6 @@ import {
 } from "@vigil/test"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { publishBundle, signedBundleFrom } from "../cli/src/policy-bundle.ts"
 
 /**
  * Event-id squatting (NATS-NOTES trap 10): JetStream de-duplicates `Nats-Msg-Id` across the whole stream, so an id

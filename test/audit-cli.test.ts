@@ -20,12 +20,13 @@ import {
   jsonLines,
   type NatsServer,
   prepareHome,
+  sampleEvents,
+  sampleSession,
   startNats,
   startService,
   type TestHome,
 } from "@vigil/test"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { sampleEvents, sampleSession } from "../cli/src/audit-sample.ts"
 
 /**
  * `vigil audit proof` and `vigil audit tail` against a live auditor on a secured nats-server, run as the CLI would

@@ -1,15 +1,14 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { logOrigin, noteSigner, readCheckpointHistory } from "@vigil/auditlog"
+import { type AuditVerifyReport, logOrigin, noteSigner, readCheckpointHistory } from "@vigil/auditlog"
 import { homeSigningKeys, KeyStore, rotateSigningKey } from "@vigil/keys"
 import { openCheckpoint, openNote, parseVerifierKey, signCheckpoint } from "@vigil/note"
+import { buildSampleHome } from "@vigil/test"
 import { CHECKPOINT_FILE } from "@vigil/tlog"
 import { Effect } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { type AuditIo, printVerify, runAudit } from "../cli/src/audit.ts"
-import { buildSampleHome } from "../cli/src/audit-sample.ts"
-import type { AuditVerifyReport } from "../cli/src/audit-verify.ts"
 
 /**
  * `vigil audit key` on a home whose log the auditor's own `AuditCore` wrote and signed (no bus needed): what it prints

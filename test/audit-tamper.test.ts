@@ -3,14 +3,21 @@ import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync, truncateSync
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { jetstream } from "@nats-io/jetstream"
-import { CHECKPOINT_HISTORY, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog"
+import {
+  type AuditVerifyReport,
+  auditLogDir,
+  CHECKPOINT_HISTORY,
+  logOrigin,
+  noteSigner,
+  noteVerifiers,
+  readHomeTrust,
+  verifyAuditLog,
+} from "@vigil/auditlog"
 import { canonicalJson, encodeEvent, eventSubject, PROOF_SUBJECTS, type Principal, signEvent } from "@vigil/events"
 import { signCheckpoint } from "@vigil/note"
-import { eventually, prepareHome, startNats, startService, type TestHome } from "@vigil/test"
+import { eventually, prepareHome, sampleEvents, startNats, startService, type TestHome } from "@vigil/test"
 import { BUNDLE_LAYOUTS, bundlePath, encodeBundle, parseBundle, TileLog } from "@vigil/tlog"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { sampleEvents } from "../cli/src/audit-sample.ts"
-import { type AuditVerifyReport, auditLogDir, readHomeTrust, verifyAuditLog } from "../cli/src/audit-verify.ts"
 
 /**
  * `vigil audit verify` against a log written by a real auditor process: a few hundred events from five principals

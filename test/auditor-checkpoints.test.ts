@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { logOrigin, noteVerifiers } from "@vigil/auditlog"
+import { auditLogDir, logOrigin, noteVerifiers, readHomeTrust, verifyAuditLog } from "@vigil/auditlog"
 import {
   AUDIT_CHECKPOINT_SUBJECT,
   type Event,
@@ -30,7 +30,6 @@ import {
 import { TileLog } from "@vigil/tlog"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { auditLogDir, readHomeTrust, verifyAuditLog } from "../cli/src/audit-verify.ts"
 import {
   findPublishedCheckpoint,
   type PublishedCheckpoint,

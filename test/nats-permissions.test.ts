@@ -13,6 +13,7 @@ import {
   AUDIT_ALL,
   DLQ_ALL,
   dlqSubject,
+  durablesFor,
   EVENT_TYPES,
   EVENTS_ALL,
   eventSubject,
@@ -28,6 +29,7 @@ import {
   proofRequestSubject,
   ROLE_JS_API,
   SERVICES,
+  SIEM_DURABLE,
   STREAM_AUDIT,
   STREAM_DLQ,
   STREAM_EVENTS,
@@ -35,7 +37,6 @@ import {
 } from "@vigil/events"
 import type { Role } from "@vigil/natsconf"
 import {
-  durablesFor,
   generateUserNkeys,
   INFRA_NATS_DIR,
   infraFiles,
@@ -43,7 +44,6 @@ import {
   publicKeys,
   ROLES,
   renderUsersConf,
-  SIEM_DURABLE,
 } from "@vigil/natsconf"
 import type { NatsServer } from "@vigil/test"
 import { NATS_SERVER_BIN, startNats } from "@vigil/test"

@@ -2,7 +2,13 @@ import { Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { type Event, healthSubject, KV_POLICY, nodeEd25519, POLICY_BUNDLE_KEY, STREAM_EVENTS } from "@vigil/events"
 import { KeyStore, ROOT_KEY_NAME } from "@vigil/keys"
-import { bundleSigningBytes, type SignedBundle } from "@vigil/policy"
+import {
+  bundleSigningBytes,
+  publishBundle,
+  type SignedBundle,
+  signedBundleFrom,
+  storedBundleVersion,
+} from "@vigil/policy"
 import {
   eventually,
   type NatsServer,
@@ -17,7 +23,6 @@ import {
 } from "@vigil/test"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { publishBundle, signedBundleFrom, storedBundleVersion } from "../cli/src/policy-bundle.ts"
 
 const GRANTED = "/home/ana/Documents"
 

@@ -1,5 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node"
 import { type Draft, type Event, type EventType, eventHash, type Principal, STREAM_EVENTS } from "@vigil/events"
+import { publishBundle, signedBundleFrom } from "@vigil/policy"
 import {
   eventually,
   type NatsServer,
@@ -14,7 +15,6 @@ import {
 } from "@vigil/test"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { publishBundle, signedBundleFrom } from "../cli/src/policy-bundle.ts"
 
 const GRANTED = "/home/ana/Documents"
 

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { jetstream } from "@nats-io/jetstream"
 import { connect, nkeyAuthenticator } from "@nats-io/transport-node"
+import { auditLogDir } from "@vigil/auditlog"
 import { jetStreamOptions } from "@vigil/bus"
 import { encodeEvent, eventSubject, inboxPrefix, STREAM_EVENTS, signEvent } from "@vigil/events"
 import { homeSigningKeys } from "@vigil/keys"
@@ -12,7 +13,6 @@ import { homeAt, isAlive, restartPolicyFromEnv, spawnChild, supervise } from "@v
 import { freePort, readStream } from "@vigil/test"
 import { Effect } from "effect"
 import { afterAll, afterEach, describe, expect, it } from "vitest"
-import { auditLogDir } from "../cli/src/audit-verify.ts"
 
 // `vigil up` as a user runs it, with its processes killed from outside: restarts, crash loops, failed starts, and
 // stopping with a dead bus. Each test gets its own home and ports.

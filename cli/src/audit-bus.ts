@@ -1,14 +1,13 @@
 import { existsSync } from "node:fs"
 import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream"
 import { type NatsConnection, RequestError, TimeoutError } from "@nats-io/transport-node"
-import { logOrigin, noteVerifiers } from "@vigil/auditlog"
+import { checkChunk, logOrigin, noteVerifiers } from "@vigil/auditlog"
 import { DEFAULTS, jetStreamOptions } from "@vigil/bus"
 import { inlineChecker, PROOF_SUBJECTS, STREAM_AUDIT, STREAM_EVENTS, verifyEvent } from "@vigil/events"
 import type { ManifestChain } from "@vigil/keys"
 import { leafHash, verifyInclusion } from "@vigil/merkle"
 import { openCheckpoint } from "@vigil/note"
 import { homeAt } from "@vigil/runtime"
-import { checkChunk } from "./audit-leaves.ts"
 import { connectRole, seedPath } from "./creds.ts"
 
 /**

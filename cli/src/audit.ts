@@ -1,4 +1,14 @@
-import { auditorVerifierKeys, logOrigin } from "@vigil/auditlog"
+import {
+  AuditInputError,
+  type AuditProblem,
+  type AuditProgress,
+  type AuditVerifyReport,
+  auditLogDir,
+  auditorVerifierKeys,
+  logOrigin,
+  readHomeTrust,
+  verifyAuditLog,
+} from "@vigil/auditlog"
 import {
   debugWanted,
   type Reporter,
@@ -17,15 +27,6 @@ import {
   type TailItem,
   tailStream,
 } from "./audit-bus.ts"
-import {
-  AuditInputError,
-  type AuditProblem,
-  type AuditProgress,
-  type AuditVerifyReport,
-  auditLogDir,
-  readHomeTrust,
-  verifyAuditLog,
-} from "./audit-verify.ts"
 
 export interface AuditIo extends Writers {
   /** Whether stderr is a terminal (progress bar) or not (a percentage line at most every second). */

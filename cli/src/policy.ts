@@ -117,7 +117,7 @@ const noMoreArguments = (rest: ReadonlyArray<string>) => {
 const policyCommand = async (sub: string, values: PolicyValues, rest: ReadonlyArray<string>): Promise<number> => {
   // The heavy modules load here, after the command line parsed: `--help` and usage errors answer at once.
   const policies = () => import("@vigil/policy")
-  const defaultDir = async () => values.dir ?? (await import("./policy-bundle.ts")).POLICIES_DIR
+  const defaultDir = async () => values.dir ?? (await policies()).POLICIES_DIR
   const json = values.json
   const out = (s: string) => process.stdout.write(`${s}\n`)
   switch (sub) {
@@ -164,7 +164,7 @@ const policyCommand = async (sub: string, values: PolicyValues, rest: ReadonlyAr
         import("@vigil/runtime"),
         import("effect"),
         import("./creds.ts"),
-        import("./policy-bundle.ts"),
+        policies(),
       ])
       const home = homeAt(root)
       const dir = await defaultDir()

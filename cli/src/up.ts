@@ -29,6 +29,7 @@ import {
   verifyManifest,
 } from "@vigil/keys"
 import { renderServerConf } from "@vigil/natsconf"
+import { publishBundle, signedBundleFrom } from "@vigil/policy"
 import {
   type Child,
   describeExit,
@@ -48,7 +49,6 @@ import {
 } from "@vigil/runtime"
 import { Data, Deferred, Effect, type Scope } from "effect"
 import { connectRole, ensureNatsUsers } from "./creds.ts"
-import { publishBundle, signedBundleFrom } from "./policy-bundle.ts"
 
 export class UpError extends Data.TaggedError("UpError")<{ readonly message: string; readonly cause?: unknown }> {}
 

@@ -12,9 +12,8 @@ import {
   STREAM_EVENTS,
   signEvent,
 } from "@vigil/events"
-import { compileBundleOrThrow, packBundle } from "@vigil/policy"
+import { compileBundleOrThrow, POLICIES_DIR, packBundle, publishBundle, signedBundleFrom } from "@vigil/policy"
 import { Effect } from "effect"
-import { POLICIES_DIR, publishBundle, signedBundleFrom } from "../../cli/src/policy-bundle.ts"
 import { type NatsServer, prepareHome, startNats, startService } from "../harness/index.ts"
 import { type Benchmark, type BenchRow, cpuMeter, median } from "./lib.ts"
 

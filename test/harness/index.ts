@@ -1,3 +1,5 @@
+export type { SampleKeys } from "./audit-sample.ts"
+export { buildSampleHome, sampleEvents, sampleSession } from "./audit-sample.ts"
 export { jsonLines } from "./cli.ts"
 export type {
   BusFixture,

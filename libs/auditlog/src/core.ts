@@ -1,5 +1,6 @@
-import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs"
-import { dirname, join } from "node:path"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { appendFile, replaceFile } from "@vigil/durable"
 import { type Event, encodeEvent } from "@vigil/events"
 import { openCheckpoint, type SignerKey, signCheckpoint, type VerifierKey } from "@vigil/note"
 import { TileLog } from "@vigil/tlog"
@@ -106,7 +107,7 @@ export class AuditCore {
     // A line torn by a crash while appending belonged to a batch that was not acked (it comes back); rewrite the
     // file so the next append does not run on from the torn line.
     if (torn) {
-      writeDurably(
+      replaceFile(
         join(log.dir, HELD_FILE),
         [...this.#unpublished, ...this.#held].map(([seq, event]) => heldLine(seq, event)).join(""),
       )
@@ -161,7 +162,7 @@ export class AuditCore {
   /** The records of every {@link unpublished} event are out: drop them from {@link HELD_FILE}. */
   settle(): void {
     if (this.#unpublished.size === 0) return
-    writeDurably(join(this.log.dir, HELD_FILE), [...this.#held].map(([seq, event]) => heldLine(seq, event)).join(""))
+    replaceFile(join(this.log.dir, HELD_FILE), [...this.#held].map(([seq, event]) => heldLine(seq, event)).join(""))
     this.#unpublished.clear()
   }
 
@@ -253,7 +254,7 @@ export class AuditCore {
     // file (as unpublished) until their records are out: see `settle`.
     const added = [...held].filter(([seq]) => !this.#held.has(seq))
     if (added.length > 0) {
-      appendDurably(join(this.log.dir, HELD_FILE), added.map(([seq, event]) => heldLine(seq, event)).join(""))
+      appendFile(join(this.log.dir, HELD_FILE), added.map(([seq, event]) => heldLine(seq, event)).join(""))
     }
     for (const [seq, event] of released) this.#unpublished.set(seq, event)
     this.#held = held
@@ -276,31 +277,8 @@ export class AuditCore {
   }
 }
 
-const fsyncPath = (path: string) => {
-  const fd = openSync(path, "r")
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-}
-
-const appendDurably = (path: string, text: string) => {
-  appendFileSync(path, text)
-  fsyncPath(path)
-}
-
-/** Replace a file atomically: temp file, fsync, rename, fsync of the directory. */
-const writeDurably = (path: string, text: string) => {
-  const tmp = `${path}.tmp`
-  writeFileSync(tmp, text)
-  fsyncPath(tmp)
-  renameSync(tmp, path)
-  fsyncPath(dirname(path))
-}
-
 const appendHistory = (dir: string, note: string) =>
-  appendDurably(join(dir, CHECKPOINT_HISTORY), `${note}${NOTE_SEPARATOR}`)
+  appendFile(join(dir, CHECKPOINT_HISTORY), `${note}${NOTE_SEPARATOR}`)
 
 const heldLine = (seq: number, event: Event) => `${JSON.stringify({ seq, event })}\n`
 

@@ -5,6 +5,7 @@ import {
   headers as natsHeaders,
   type Subscription,
 } from "@nats-io/transport-node"
+import { HEADER_MSG_ID } from "@vigil/events"
 
 /** What the stream answered for one stored message. */
 export interface StreamAck {
@@ -138,7 +139,7 @@ export const ackedPublisher = (nc: NatsConnection, inboxPrefix: string, timeoutM
       return
     }
     const headers = opts.headers ?? natsHeaders()
-    headers.set("Nats-Msg-Id", opts.msgId)
+    headers.set(HEADER_MSG_ID, opts.msgId)
     const token = ++next
     waiting.set(token, { subject, deadline: performance.now() + timeoutMs, done })
     try {

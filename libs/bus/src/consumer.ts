@@ -9,12 +9,13 @@ import {
   verifyEvent,
   verifyEventAsync,
 } from "@vigil/events"
-import { Cause, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope, Stream, Tracer } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, Queue, Schedule, type Scope, Stream, Tracer } from "effect"
 import { BusConfig } from "./config.ts"
 import { Nats } from "./connection.ts"
 import { DeadLetters, deadLetterRecord } from "./dlq.ts"
 import { ConsumeError, type HandlerError } from "./errors.ts"
-import { parseTraceparent } from "./trace.ts"
+import { eventHandled, eventIn, handlerTook } from "./metrics.ts"
+import { parentSpanOf } from "./trace.ts"
 import { Trust } from "./trust.ts"
 import { Verifier } from "./verifier.ts"
 
@@ -91,20 +92,107 @@ class RecentIds {
 }
 
 /**
- * Run a handler in a span that continues the event's trace (its signed `trace` field, the W3C traceparent the
- * producer set), so events the handler emits carry the same trace id.
+ * What a handler span says about its event: ids, type, source, where it sits in the stream. Never the payload, the
+ * session (a client may name it), the subject (it holds the session) or anything a handler returns.
  */
-const inTraceOf =
-  (event: Event) =>
-  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-    const parent = parseTraceparent(event.trace)
-    return Effect.withSpan(effect, `vigil.handle ${event.type}`, {
-      attributes: { "vigil.event.id": event.id, "vigil.event.type": event.type, "vigil.session": event.session },
-      // The call site is always this line; capturing a stack for it costs more than the rest of the span.
-      captureStackTrace: false,
-      ...(parent === undefined ? {} : { parent: Tracer.externalSpan(parent) }),
-    })
+const spanAttributes = (service: string, durable: string, event: Event, d: Delivery) => ({
+  "messaging.system": "nats",
+  "messaging.operation.type": "process",
+  "messaging.consumer.group.name": durable,
+  "vigil.service": service,
+  "vigil.event.id": event.id,
+  "vigil.event.type": event.type,
+  "vigil.event.source": event.source,
+  "vigil.stream.seq": d.streamSeq,
+  "vigil.delivery.count": d.deliveryCount,
+})
+
+/** The span of one handled event: a consumer span whose parent is the span that emitted it, when it says. */
+const handleSpanOptions = (service: string, durable: string, event: Event, d: Delivery): Tracer.SpanOptions => {
+  const parent = parentSpanOf(event.trace)
+  return {
+    kind: "consumer",
+    attributes: spanAttributes(service, durable, event, d),
+    // The call site is always this file; capturing a stack for it costs more than the rest of the span.
+    captureStackTrace: false,
+    ...(parent === undefined ? {} : { parent }),
   }
+}
+
+/**
+ * How a failed handler's span ends: with the kind of failure (the error's tag), never its message, stack or cause,
+ * which may quote content, paths or secrets. A tracer exports what a span's failure carries.
+ */
+const spanFailure = (cause: Cause.Cause<unknown>) => {
+  const error = Cause.findErrorOption(cause)
+  const tag =
+    error._tag === "Some" && typeof error.value === "object" && error.value !== null && "_tag" in error.value
+      ? String(error.value._tag)
+      : undefined
+  const message = Cause.hasFails(cause)
+    ? `handler failed${tag === undefined ? "" : ` (${tag})`}`
+    : Cause.hasDies(cause)
+      ? "handler died"
+      : "handler interrupted"
+  return { name: "HandlerFailure", message, stack: `HandlerFailure: ${message}` }
+}
+
+/**
+ * Run a handler for one event in a span that continues the event's trace (its signed `trace` field, the W3C
+ * traceparent the producer set), so events the handler emits carry the same trace id; count it, and time it.
+ * Resolves to the handler's exit.
+ */
+const handleTraced =
+  (service: string, durable: string, event: Event, d: Delivery) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<Exit.Exit<A, E>, never, R> =>
+    Effect.suspend(() => {
+      const start = performance.now()
+      let exit: Exit.Exit<A, E> | undefined
+      return effect.pipe(
+        Effect.exit,
+        Effect.flatMap((e) => {
+          exit = e
+          const counted = eventHandled(event.type, durable, performance.now() - start)
+          return Exit.isSuccess(e) ? counted : Effect.andThen(counted, Effect.fail(spanFailure(e.cause)))
+        }),
+        Effect.withSpan(`${service}.handle ${event.type}`, handleSpanOptions(service, durable, event, d)),
+        Effect.exit,
+        Effect.map(() => exit as Exit.Exit<A, E>),
+      )
+    })
+
+/**
+ * Run a batch handler with one span per event of the batch (each continuing its event's trace, all ending with the
+ * batch), so every event's trace shows where it was handled. The handler itself runs outside them, as before. With
+ * no tracer installed (Effect's native tracer, which exports nothing) the spans are not made at all. Resolves to
+ * the handler's exit.
+ */
+const handleBatchTraced =
+  (service: string, durable: string, batch: ReadonlyArray<{ readonly event: Event; readonly d: Delivery }>) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<Exit.Exit<A, E>, never, R> =>
+    Effect.gen(function* () {
+      const tracer = yield* Effect.tracer
+      const spans =
+        tracer === Tracer.nativeTracer
+          ? []
+          : yield* Effect.forEach(batch, ({ event, d }) => {
+              const { captureStackTrace: _, ...options } = handleSpanOptions(service, durable, event, d)
+              return Effect.makeSpan(`${service}.handle ${event.type}`, {
+                ...options,
+                attributes: { ...options.attributes, "vigil.batch.size": batch.length },
+              })
+            })
+      for (const { event } of batch) yield* eventIn(event.type, durable)
+      const start = performance.now()
+      const exit = yield* Effect.exit(effect)
+      yield* handlerTook("batch", durable, performance.now() - start)
+      if (spans.length > 0) {
+        const end = yield* Clock.currentTimeNanos
+        const spanExit = Exit.isSuccess(exit) ? Exit.void : Exit.fail(spanFailure(exit.cause))
+        for (const span of spans) span.end(end, spanExit)
+      }
+      return exit
+    })
 
 /** Where a message is in its stream, before it is known to be a valid event. */
 type Position = Omit<Delivery, "canonical">
@@ -313,7 +401,7 @@ const bindDurable = (opts: ConsumeOptions) =>
         return { durable: opts.durable, stats } satisfies ConsumerHandle
       })
 
-    return { stats, admitted, failed, run }
+    return { service: cfg.user, stats, admitted, failed, run }
   })
 
 /**
@@ -331,7 +419,7 @@ export const consume = <T extends EventType, R>(
   handler: Handler<T, R>,
 ): Effect.Effect<ConsumerHandle, ConsumeError, Nats | Trust | Verifier | BusConfig | DeadLetters | Scope.Scope | R> =>
   Effect.gen(function* () {
-    const { stats, admitted, failed, run } = yield* bindDurable(opts)
+    const { service, stats, admitted, failed, run } = yield* bindDurable(opts)
     const recent = new RecentIds()
     const process = ({ m, d, event }: Admitted) => {
       if (recent.has(event.id)) {
@@ -340,8 +428,7 @@ export const consume = <T extends EventType, R>(
         return Effect.void
       }
       return handler(event as Event<T>, d).pipe(
-        inTraceOf(event),
-        Effect.exit,
+        handleTraced(service, opts.durable, event, d),
         Effect.flatMap((exit) => {
           if (Exit.isFailure(exit)) return failed(m, d, event, exit.cause)
           recent.add(event.id)
@@ -364,10 +451,10 @@ export const consumeBatches = <R>(
   handler: BatchHandler<R>,
 ): Effect.Effect<ConsumerHandle, ConsumeError, Nats | Trust | Verifier | BusConfig | DeadLetters | Scope.Scope | R> =>
   Effect.gen(function* () {
-    const { stats, admitted, failed, run } = yield* bindDurable(opts)
+    const { service, stats, admitted, failed, run } = yield* bindDurable(opts)
     const process = (batch: ReadonlyArray<Admitted>) =>
       handler(batch.map(({ event, d }) => ({ event, delivery: d }))).pipe(
-        Effect.exit,
+        handleBatchTraced(service, opts.durable, batch),
         Effect.flatMap((exit) => {
           if (Exit.isFailure(exit))
             return Effect.forEach(batch, ({ m, d, event }) => failed(m, d, event, exit.cause), { discard: true })

@@ -20,6 +20,7 @@ import {
 import { Context, Effect, Layer, Schema } from "effect"
 import { Nats } from "./connection.ts"
 import { PublishError } from "./errors.ts"
+import { deadLettered } from "./metrics.ts"
 import { Signer } from "./trust.ts"
 
 export type DeadLetterReason = RejectionReason | "handler_failed"
@@ -140,7 +141,7 @@ export class DeadLetters extends Context.Service<
             return Effect.tryPromise({
               try: () => js.publish(subject, body, { msgID, headers: h }),
               catch: (cause) => new PublishError({ subject, eventId: record.eventId ?? "", refused: false, cause }),
-            }).pipe(Effect.retry({ times: 5 }), Effect.as(record))
+            }).pipe(Effect.retry({ times: 5 }), Effect.tap(deadLettered(record.reason)), Effect.as(record))
           }),
       })
     }),

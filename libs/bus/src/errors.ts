@@ -34,3 +34,10 @@ export class HandlerError extends Data.TaggedError("HandlerError")<{
   readonly message: string
   readonly cause?: unknown
 }> {}
+
+/** Stored messages could not be read back (no right, no stream, the server did not answer). */
+export class StreamReadError extends Data.TaggedError("StreamReadError")<{
+  readonly stream: string
+  readonly subject: string
+  readonly cause: unknown
+}> {}

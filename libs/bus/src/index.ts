@@ -1,13 +1,5 @@
-export {
-  type AckCallback,
-  type AckedPublisher,
-  ackedPublisher,
-  NotStored,
-  type PublishOptions,
-  type StreamAck,
-} from "./acked-publish.ts"
-export type { BusSettings } from "./config.ts"
-export { BusConfig, DEFAULTS, MAX_EVENT_BYTES } from "./config.ts"
+export { type AckedPublisher, ackedPublisher, NotStored } from "./acked-publish.ts"
+export { BusConfig, DEFAULTS } from "./config.ts"
 export { jetStreamOptions, Nats } from "./connection.ts"
 export type {
   BatchHandler,
@@ -39,19 +31,18 @@ export {
   signDeadLetter,
   verifyDeadLetter,
 } from "./dlq.ts"
-export { BusConnectError, ConsumeError, HandlerError, ProvisionError, PublishError } from "./errors.ts"
-export type { HealthReport } from "./health.ts"
+export { BusConnectError, ConsumeError, HandlerError, PublishError, StreamReadError } from "./errors.ts"
 export { HEARTBEAT_MS, publishHealth } from "./health.ts"
-export type { ProvisionOptions, ProvisionReport } from "./provision.ts"
+export type { ProvisionOptions } from "./provision.ts"
 export { CONSUMER_DEFAULTS, provision } from "./provision.ts"
 export type { Published, PublisherShape } from "./publisher.ts"
 export { Publisher } from "./publisher.ts"
-export type { Dropped, Responder, ResponderOptions } from "./responder.ts"
-export { IMPORT_REPLY_PREFIX, respond } from "./responder.ts"
-export type { DurableSpec, StreamSpec } from "./topology.ts"
-export { durables, durablesOf, KV_BUCKETS, OBJECT_STORES, STREAMS } from "./topology.ts"
+export type { Dropped } from "./responder.ts"
+export { respond } from "./responder.ts"
+export type { ReadEventsOptions, StoredRecord, StreamReaderShape } from "./stream-reader.ts"
+export { StreamReader } from "./stream-reader.ts"
 export type { TraceContext } from "./trace.ts"
 export { childOf, formatTraceparent, parseTraceparent } from "./trace.ts"
-export type { TrustedChain, TrustShape } from "./trust.ts"
+export type { TrustedChain } from "./trust.ts"
 export { Signer, Trust } from "./trust.ts"
 export { Verifier } from "./verifier.ts"

@@ -11,10 +11,11 @@ import {
 import { Kvm } from "@nats-io/kv"
 import { Objm } from "@nats-io/obj"
 import type { NatsConnection } from "@nats-io/transport-node"
+import { allDurables } from "@vigil/events"
 import { Effect } from "effect"
 import { DEFAULTS } from "./config.ts"
 import { ProvisionError } from "./errors.ts"
-import { durables, KV_BUCKETS, OBJECT_STORES, STREAMS } from "./topology.ts"
+import { KV_BUCKETS, OBJECT_STORES, STREAMS } from "./topology.ts"
 
 export interface ProvisionOptions {
   /** 1 on a desktop, 3 in a cluster. */
@@ -66,7 +67,7 @@ export const provision = (
         }
         await ensureStream(jsm, want, report)
       }
-      for (const d of durables()) {
+      for (const d of allDurables()) {
         const name = `${d.stream}/${d.durable}`
         const want = {
           durable_name: d.durable,

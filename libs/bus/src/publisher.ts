@@ -21,6 +21,7 @@ import { ackedPublisher, type StreamAck } from "./acked-publish.ts"
 import { BusConfig } from "./config.ts"
 import { Nats } from "./connection.ts"
 import { PublishError } from "./errors.ts"
+import { eventPublished } from "./metrics.ts"
 import { formatTraceparent } from "./trace.ts"
 import { Signer } from "./trust.ts"
 
@@ -149,7 +150,7 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
         }).pipe(
           Effect.retry(retry),
           Effect.flatMap((ack): Effect.Effect<Published<T>, PublishError> => {
-            if (!ack.duplicate) return Effect.succeed({ event, seq: ack.seq, duplicate: false })
+            if (!ack.duplicate) return Effect.as(eventPublished(event.type), { event, seq: ack.seq, duplicate: false })
             return storedCopy(event, bytes, ack.seq).pipe(
               Effect.flatMap((copy) =>
                 copy.mine

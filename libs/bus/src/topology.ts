@@ -10,9 +10,6 @@ import {
   STREAM_EVENTS,
 } from "@vigil/events"
 
-/** The deployment's durables (defined beside the catalog in libs/events, shared with the NATS permissions). */
-export { allDurables as durables, type DurableSpec, durablesFor as durablesOf } from "@vigil/events"
-
 export interface StreamSpec {
   readonly name: string
   readonly subjects: ReadonlyArray<string>

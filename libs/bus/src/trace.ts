@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto"
+import { Tracer } from "effect"
 
 /** W3C trace context (`traceparent`) in and out of event headers and the envelope's `trace` field. */
 export interface TraceContext {
@@ -25,3 +26,12 @@ export const childOf = (parent: TraceContext | undefined): TraceContext => ({
   spanId: randomBytes(8).toString("hex"),
   sampled: parent?.sampled ?? true,
 })
+
+/**
+ * The span that emitted an event, as the parent of the span that handles it: an external span from its W3C
+ * traceparent (sampling decision included), or undefined when the event carries none (or an invalid one).
+ */
+export const parentSpanOf = (traceparent: string | undefined): Tracer.ExternalSpan | undefined => {
+  const t = parseTraceparent(traceparent)
+  return t === undefined ? undefined : Tracer.externalSpan(t)
+}

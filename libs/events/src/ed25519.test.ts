@@ -1,12 +1,11 @@
 import * as ed from "@noble/ed25519"
 import { sha512 } from "@noble/hashes/sha2.js"
+import { fromHex, toHex } from "@vigil/bytes"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { type Ed25519, noble, node, randomSeed, sodium } from "./ed25519.ts"
+import { type Ed25519, nobleEd25519, nodeEd25519, randomSeed, sodiumEd25519 } from "./ed25519.ts"
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex")
-const bytes = (h: string): Uint8Array => new Uint8Array(Buffer.from(h, "hex"))
-const IMPLEMENTATIONS: ReadonlyArray<Ed25519> = [noble, node, sodium]
+const IMPLEMENTATIONS: ReadonlyArray<Ed25519> = [nobleEd25519, nodeEd25519, sodiumEd25519]
 
 // RFC 8032 section 7.1, "Test Vectors for Ed25519", TEST 1 to TEST 3.
 const RFC8032 = [
@@ -48,19 +47,19 @@ const messageArb = fc.uint8Array({ maxLength: 300 })
 
 describe.each(IMPLEMENTATIONS.map((impl) => [impl.name, impl] as const))("%s: RFC 8032 section 7.1", (_name, impl) => {
   it.each(RFC8032)("$name", (v) => {
-    const seed = bytes(v.secret)
-    const message = bytes(v.message)
-    expect(hex(impl.publicKey(seed))).toBe(v.public)
-    expect(hex(impl.sign(message, seed))).toBe(v.signature)
-    expect(impl.verify(bytes(v.signature), message, bytes(v.public))).toBe(true)
-    expect(impl.verify(bytes(v.signature), new Uint8Array([...message, 0]), bytes(v.public))).toBe(false)
+    const seed = fromHex(v.secret)
+    const message = fromHex(v.message)
+    expect(toHex(impl.publicKey(seed))).toBe(v.public)
+    expect(toHex(impl.sign(message, seed))).toBe(v.signature)
+    expect(impl.verify(fromHex(v.signature), message, fromHex(v.public))).toBe(true)
+    expect(impl.verify(fromHex(v.signature), new Uint8Array([...message, 0]), fromHex(v.public))).toBe(false)
   })
 
   it("rejects wrong lengths with false, never an exception", () => {
     const v = RFC8032[2]
-    const sig = bytes(v.signature)
-    const pub = bytes(v.public)
-    const msg = bytes(v.message)
+    const sig = fromHex(v.signature)
+    const pub = fromHex(v.public)
+    const msg = fromHex(v.message)
     for (const badSig of [new Uint8Array(0), sig.subarray(0, 63), new Uint8Array([...sig, 0]), new Uint8Array(128)]) {
       expect(impl.verify(badSig, msg, pub)).toBe(false)
     }
@@ -71,14 +70,14 @@ describe.each(IMPLEMENTATIONS.map((impl) => [impl.name, impl] as const))("%s: RF
 
   it("rejects malformed points and scalars with false, never an exception", () => {
     const v = RFC8032[0]
-    const msg = bytes(v.message)
+    const msg = fromHex(v.message)
     // Public key: y = p (non-canonical), and a y with no x on the curve.
-    const yP = bytes("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
-    expect(impl.verify(bytes(v.signature), msg, yP)).toBe(false)
-    expect(impl.verify(bytes(v.signature), msg, bytes(`02${"00".repeat(31)}`))).toBe(false)
+    const yP = fromHex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+    expect(impl.verify(fromHex(v.signature), msg, yP)).toBe(false)
+    expect(impl.verify(fromHex(v.signature), msg, fromHex(`02${"00".repeat(31)}`))).toBe(false)
     // S >= L: add L to S (RFC 8032 section 5.1.7 requires 0 <= S < L).
     const L = 2n ** 252n + 27742317777372353535851937790883648493n
-    const sig = bytes(v.signature)
+    const sig = fromHex(v.signature)
     let s = 0n
     for (let i = 63; i >= 32; i--) s = (s << 8n) | BigInt(sig[i] as number)
     s += L
@@ -86,9 +85,9 @@ describe.each(IMPLEMENTATIONS.map((impl) => [impl.name, impl] as const))("%s: RF
       sig[i] = Number(s & 0xffn)
       s >>= 8n
     }
-    expect(impl.verify(sig, msg, bytes(v.public))).toBe(false)
+    expect(impl.verify(sig, msg, fromHex(v.public))).toBe(false)
     // The all-zero (identity) key with the identity R and S = 0 "verifies" every message under the bare equation.
-    const identity = bytes(`01${"00".repeat(31)}`)
+    const identity = fromHex(`01${"00".repeat(31)}`)
     expect(impl.verify(new Uint8Array([...identity, ...new Uint8Array(32)]), msg, identity)).toBe(false)
   })
 
@@ -102,11 +101,11 @@ describe("noble, node and sodium agree", () => {
   it("on public keys and byte-identical signatures, and each verifies the others' (random)", () => {
     fc.assert(
       fc.property(seedArb, messageArb, (seed, message) => {
-        const pub = noble.publicKey(seed)
-        const sig = noble.sign(message, seed)
+        const pub = nobleEd25519.publicKey(seed)
+        const sig = nobleEd25519.sign(message, seed)
         for (const impl of IMPLEMENTATIONS) {
-          expect(hex(impl.publicKey(seed))).toBe(hex(pub))
-          expect(hex(impl.sign(message, seed))).toBe(hex(sig))
+          expect(toHex(impl.publicKey(seed))).toBe(toHex(pub))
+          expect(toHex(impl.sign(message, seed))).toBe(toHex(sig))
           expect(impl.verify(sig, message, pub)).toBe(true)
         }
       }),
@@ -122,8 +121,8 @@ describe("noble, node and sodium agree", () => {
         fc.constantFrom("message", "signature", "publicKey"),
         fc.nat(),
         (seed, message, where, bit) => {
-          const pub = sodium.publicKey(seed)
-          const sig = sodium.sign(message, seed)
+          const pub = sodiumEd25519.publicKey(seed)
+          const sig = sodiumEd25519.sign(message, seed)
           const msg2 = where === "message" && message.length > 0 ? flipBit(message, bit) : message
           const sig2 = where === "signature" ? flipBit(sig, bit) : sig
           const pub2 = where === "publicKey" ? flipBit(pub, bit) : pub
@@ -138,8 +137,8 @@ describe("noble, node and sodium agree", () => {
   it("that truncated or extended signatures and keys are false (random)", () => {
     fc.assert(
       fc.property(seedArb, messageArb, fc.integer({ min: 0, max: 100 }), (seed, message, len) => {
-        const pub = noble.publicKey(seed)
-        const sig = noble.sign(message, seed)
+        const pub = nobleEd25519.publicKey(seed)
+        const sig = nobleEd25519.sign(message, seed)
         const resized = (b: Uint8Array) => Uint8Array.from({ length: len }, (_, i) => b[i % b.length] as number)
         for (const impl of IMPLEMENTATIONS) {
           if (len !== 64) expect(impl.verify(resized(sig), message, pub)).toBe(false)
@@ -154,11 +153,11 @@ describe("noble, node and sodium agree", () => {
     const seed = randomSeed()
     const message = new Uint8Array([1, 2, 3])
     for (const impl of IMPLEMENTATIONS) {
-      const first = hex(impl.sign(message, seed))
+      const first = toHex(impl.sign(message, seed))
       const copy = Uint8Array.from(seed)
       seed.set(randomSeed())
-      expect(hex(impl.sign(message, seed))).toBe(hex(noble.sign(message, Uint8Array.from(seed))))
-      expect(hex(impl.sign(message, copy))).toBe(first)
+      expect(toHex(impl.sign(message, seed))).toBe(toHex(nobleEd25519.sign(message, Uint8Array.from(seed))))
+      expect(toHex(impl.sign(message, copy))).toBe(first)
     }
   })
 
@@ -166,7 +165,7 @@ describe("noble, node and sodium agree", () => {
     const a = randomSeed()
     const b = randomSeed()
     expect(a).toHaveLength(32)
-    expect(hex(a)).not.toBe(hex(b))
+    expect(toHex(a)).not.toBe(toHex(b))
   })
 })
 
@@ -192,7 +191,7 @@ describe("noble, node and sodium agree on adversarial signatures", () => {
     return out
   }
   // A point of order 8; its multiples are the whole torsion subgroup.
-  const T8 = ed.Point.fromBytes(bytes("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"))
+  const T8 = ed.Point.fromBytes(fromHex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"))
   const torsion = [ed.Point.ZERO]
   for (let i = 1; i < 8; i++) torsion.push((torsion[i - 1] as ed.Point).add(T8))
 
@@ -222,9 +221,9 @@ describe("noble, node and sodium agree on adversarial signatures", () => {
           const R = (r === 0n ? ed.Point.ZERO : ed.Point.BASE.multiply(r)).add(torsion[tr] as ed.Point).toBytes()
           const k = ed.etc.mod(le(sha512(ed.etc.concatBytes(R, pub, message))), L)
           const sig = ed.etc.concatBytes(R, toLe(ed.etc.mod(r + k * a, L)))
-          const viaNode = node.verify(sig, message, pub)
-          expect(noble.verify(sig, message, pub)).toBe(viaNode)
-          expect(sodium.verify(sig, message, pub)).toBe(viaNode)
+          const viaNode = nodeEd25519.verify(sig, message, pub)
+          expect(nobleEd25519.verify(sig, message, pub)).toBe(viaNode)
+          expect(sodiumEd25519.verify(sig, message, pub)).toBe(viaNode)
           if (viaNode) nodeAccepted++
           if (!viaNode && ed.verify(sig, message, pub)) nobleRawAcceptedMore++
         },

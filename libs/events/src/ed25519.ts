@@ -16,10 +16,10 @@ ed.hashes.sha512 = sha512
 
 /**
  * Ed25519 in three implementations that must agree byte for byte (RFC 8032 signatures are deterministic) and on
- * every verdict: `noble` is the audited reference, also used by the browser UI; `sodium` (libsodium) is the fast
- * path services use (ADR 0012: it verifies twice as fast as OpenSSL here); `node` (OpenSSL via node:crypto) is the
- * second native implementation the other two are checked against, and what the libuv-pool verifier uses. Tests
- * cross-verify every pair.
+ * every verdict: `nobleEd25519` is the audited reference, also used by the browser UI; `sodiumEd25519` (libsodium) is
+ * the fast path services use (ADR 0012: it verifies twice as fast as OpenSSL here); `nodeEd25519` (OpenSSL via
+ * node:crypto) is the second native implementation the other two are checked against, and what the libuv-pool
+ * verifier uses. Tests cross-verify every pair.
  */
 export interface Ed25519 {
   readonly name: "noble" | "node" | "sodium"
@@ -36,7 +36,7 @@ const checkLen = (what: string, bytes: Uint8Array, len: number) => {
   }
 }
 
-export const noble: Ed25519 = {
+export const nobleEd25519: Ed25519 = {
   name: "noble",
   publicKey: (seed) => {
     checkLen("seed", seed, 32)
@@ -119,7 +119,7 @@ const privateKeyOf = (seed: Uint8Array): KeyObject => {
 const publicKeyOf = (publicKey: Uint8Array): KeyObject =>
   cachedKey(pubCache, Buffer.from(publicKey).toString("base64"), publicKey, publicKeyObject)
 
-export const node: Ed25519 = {
+export const nodeEd25519: Ed25519 = {
   name: "node",
   publicKey: (seed) => {
     const jwk = createPublicKey(privateKeyObject(seed)).export({ format: "jwk" })
@@ -137,7 +137,7 @@ export const node: Ed25519 = {
 }
 
 /**
- * `node.verify` on libuv's thread pool (node:crypto's callback form): the same key handling, checks and answers,
+ * `nodeEd25519.verify` on libuv's thread pool (node:crypto's callback form): the same key handling, checks and answers,
  * but the Ed25519 work leaves the event loop. Kept as a second off-thread checker to measure the worker pool
  * against (test/bench). Resolves false, never rejects, for anything that does not verify.
  */
@@ -187,7 +187,7 @@ const sodiumSecretKeyByContent = (seed: Uint8Array): Uint8Array => {
   return sk
 }
 
-export const sodium: Ed25519 = {
+export const sodiumEd25519: Ed25519 = {
   name: "sodium",
   publicKey: (seed) => {
     checkLen("seed", seed, 32)
@@ -214,7 +214,7 @@ export const sodium: Ed25519 = {
 }
 
 /** The implementation services sign and verify with. */
-export const fast: Ed25519 = sodium
+export const fastEd25519: Ed25519 = sodiumEd25519
 
 /** A fresh random 32-byte Ed25519 seed (the RFC 8032 private key). */
 export const randomSeed = (): Uint8Array => ed.utils.randomSecretKey()

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { Schema } from "effect"
 import { canonicalBytes, contextBytes } from "./canonical.ts"
 import { CATALOG, type EventData, type EventType, isEventType, PRINCIPALS, type Principal } from "./catalog.ts"
-import { type Ed25519, fast } from "./ed25519.ts"
+import { type Ed25519, fastEd25519 } from "./ed25519.ts"
 import { newEventId } from "./ids.ts"
 import { BlobRef, EventId, KeyId, SignatureB64, Timestamp, Token, TraceParent } from "./primitives.ts"
 
@@ -30,7 +30,6 @@ export type Envelope = typeof Envelope.Type
 export type Event<T extends EventType = EventType> = T extends EventType
   ? Omit<Envelope, "type" | "data"> & { readonly type: T; readonly data: EventData<T> }
   : never
-export type Unsigned<T extends EventType = EventType> = T extends EventType ? Omit<Event<T>, "sig"> : never
 
 /** The exact bytes an event signature covers: "vigil/event/v1\n", then the canonical envelope without `sig`. */
 export const signingBytes = (unsigned: object): Uint8Array => contextBytes("vigil/event/v1", unsigned)
@@ -59,7 +58,7 @@ export interface Draft<T extends EventType> {
 }
 
 /** Fill in the envelope and sign it. `ed` defaults to the fast path (libsodium). */
-export const signEvent = <T extends EventType>(key: SigningKey, draft: Draft<T>, ed: Ed25519 = fast): Event<T> =>
+export const signEvent = <T extends EventType>(key: SigningKey, draft: Draft<T>, ed: Ed25519 = fastEd25519): Event<T> =>
   signEventEncoded(key, draft, ed).event
 
 const TIME_SHAPE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/u
@@ -73,7 +72,7 @@ const TRACE_SHAPE = /^(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?$/u
 export const signEventEncoded = <T extends EventType>(
   key: SigningKey,
   draft: Draft<T>,
-  ed: Ed25519 = fast,
+  ed: Ed25519 = fastEd25519,
 ): { readonly event: Event<T>; readonly bytes: Uint8Array } => {
   const unsigned = {
     v: ENVELOPE_VERSION,

@@ -3,7 +3,7 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
 import { type EventData, typesProducedBy } from "./catalog.ts"
-import { node } from "./ed25519.ts"
+import { nodeEd25519 } from "./ed25519.ts"
 import { type Event, encodeEvent, keyIdOf, type SigningKey, signEvent, signEventEncoded } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
 import {
@@ -26,7 +26,7 @@ const utf8 = new TextEncoder()
 
 const makeKey = (principal: SigningKey["principal"]): SigningKey => {
   const seed = new Uint8Array(createHash("sha256").update(`vigil-fuzz/${principal}`).digest())
-  const publicKey = node.publicKey(seed)
+  const publicKey = nodeEd25519.publicKey(seed)
   return { principal, kid: keyIdOf(publicKey), seed, publicKey }
 }
 const inference = makeKey("inference")

@@ -9,21 +9,12 @@ export {
   PRINCIPALS,
   SERVICES,
   TOOLS,
-  typesConsumedBy,
   typesProducedBy,
 } from "./catalog.ts"
 export type { Ed25519 } from "./ed25519.ts"
+export { fastEd25519, nobleEd25519, nodeEd25519, nodeVerifyAsync, randomSeed, sodiumEd25519 } from "./ed25519.ts"
+export type { Draft, Event, SigningKey } from "./envelope.ts"
 export {
-  fast as fastEd25519,
-  noble as nobleEd25519,
-  node as nodeEd25519,
-  nodeVerifyAsync,
-  randomSeed,
-  sodium as sodiumEd25519,
-} from "./ed25519.ts"
-export type { Draft, Event, SigningKey, Unsigned } from "./envelope.ts"
-export {
-  ENVELOPE_VERSION,
   Envelope,
   encodeEvent,
   eventHash,
@@ -33,20 +24,41 @@ export {
   signEventEncoded,
   signingBytes,
 } from "./envelope.ts"
-export {
-  derivedEventId,
-  EVENT_ID_PATTERN,
-  eventIdFromDigest,
-  eventIdKey,
-  eventIdTime,
-  newEventId,
-  TOKEN_PATTERN,
-} from "./ids.ts"
-export { BlobRef, EventId, KeyId, Sha256Hex, SignatureB64, Timestamp, Token } from "./primitives.ts"
+export { derivedEventId, eventIdFromDigest, eventIdKey, newEventId } from "./ids.ts"
+export { BlobRef, KeyId, Sha256Hex, SignatureB64, Timestamp, Token } from "./primitives.ts"
 export type { SignatureChecker, SignaturePoolOptions } from "./signature-pool.ts"
 export { inlineChecker, SignaturePool } from "./signature-pool.ts"
-export * from "./subjects.ts"
-export type { DurableSpec } from "./topology.ts"
+export {
+  AUDIT_ALL,
+  AUDIT_CHECKPOINT_SUBJECT,
+  DLQ_ALL,
+  dlqSubject,
+  durableName,
+  EVENTS_ALL,
+  eventSubject,
+  eventTypeFilter,
+  HEADER_DLQ_REASON,
+  HEADER_MSG_ID,
+  HEADER_TRACEPARENT,
+  HEALTH_ALL,
+  healthSubject,
+  inboxPrefix,
+  jsApiPrefix,
+  KEYS_MANIFEST_SUBJECT,
+  KV_KEYS,
+  KV_POLICY,
+  OBJ_BLOBS,
+  POLICY_BUNDLE_KEY,
+  POLICY_BUNDLE_SUBJECT,
+  PROOF_ALL,
+  PROOF_ASKERS,
+  PROOF_SUBJECTS,
+  proofRequestSubject,
+  ROLE_JS_API,
+  STREAM_AUDIT,
+  STREAM_DLQ,
+  STREAM_EVENTS,
+} from "./subjects.ts"
 export { AUDITOR_DURABLE, allDurables, durablesFor, SIEM_DURABLE } from "./topology.ts"
 export type {
   KeyLookup,

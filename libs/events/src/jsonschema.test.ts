@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
 import { canonicalJson } from "./canonical.ts"
 import { CATALOG, EVENT_TYPES, type EventType, type Principal, typesProducedBy } from "./catalog.ts"
-import { node } from "./ed25519.ts"
+import { nodeEd25519 } from "./ed25519.ts"
 import { type Draft, encodeEvent, keyIdOf, type SigningKey, signEvent } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
 import { ENVELOPE_FILE, generateJsonSchemas, INDEX_FILE, SCHEMA_BASE_URI, schemaFileName } from "./jsonschema.ts"
@@ -140,7 +140,7 @@ const envelopeSchema = schemaOf(ENVELOPE_FILE)
 const T0_MS = Date.parse("2025-06-01T12:00:00.000Z")
 const keyOf = (principal: Principal): SigningKey => {
   const seed = new Uint8Array(createHash("sha256").update(`vigil-jsonschema/${principal}`).digest())
-  const publicKey = node.publicKey(seed)
+  const publicKey = nodeEd25519.publicKey(seed)
   return { principal, kid: keyIdOf(publicKey), seed, publicKey }
 }
 const KEYS = new Map<string, SigningKey>()

@@ -1,6 +1,6 @@
 import type { Worker } from "node:worker_threads"
 import { afterEach, describe, expect, it } from "vitest"
-import { randomSeed, sodium } from "./ed25519.ts"
+import { randomSeed, sodiumEd25519 } from "./ed25519.ts"
 import { SignaturePool } from "./signature-pool.ts"
 
 interface Case {
@@ -16,8 +16,8 @@ const cases = (n: number): Case[] => {
   return Array.from({ length: n }, (_, i) => {
     const seed = seeds[i % 3] as Uint8Array
     const message = new Uint8Array(i % 700).map((_, j) => (i * 31 + j) & 0xff)
-    const signature = sodium.sign(message, seed)
-    const publicKey = sodium.publicKey(seed)
+    const signature = sodiumEd25519.sign(message, seed)
+    const publicKey = sodiumEd25519.publicKey(seed)
     if (i % 3 !== 2) return { signature, message, publicKey, valid: true }
     const which = i % 9
     if (which === 2 && message.length > 0) {
@@ -25,7 +25,7 @@ const cases = (n: number): Case[] => {
       m[0] = (m[0] as number) ^ 1
       return { signature, message: m, publicKey, valid: false }
     }
-    if (which === 5) return { signature, message, publicKey: sodium.publicKey(randomSeed()), valid: false }
+    if (which === 5) return { signature, message, publicKey: sodiumEd25519.publicKey(randomSeed()), valid: false }
     const s = Uint8Array.from(signature)
     s[10] = (s[10] as number) ^ 0x80
     return { signature: s, message, publicKey, valid: false }

@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
-import { fast } from "./ed25519.ts"
+import { fastEd25519 } from "./ed25519.ts"
 
 /** Checks Ed25519 signatures, possibly off the calling thread. Resolves false, never rejects, for a bad signature. */
 export interface SignatureChecker {
@@ -9,7 +9,7 @@ export interface SignatureChecker {
 
 /** The fast implementation on the calling thread: lowest latency, one core. */
 export const inlineChecker: SignatureChecker = {
-  verify: (signature, message, publicKey) => Promise.resolve(fast.verify(signature, message, publicKey)),
+  verify: (signature, message, publicKey) => Promise.resolve(fastEd25519.verify(signature, message, publicKey)),
 }
 
 export interface SignaturePoolOptions {
@@ -105,7 +105,7 @@ export class SignaturePool implements SignatureChecker {
 
   verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
     if (signature.length !== 64 || publicKey.length !== 32) return Promise.resolve(false)
-    if (this.closed) return Promise.resolve(fast.verify(signature, message, publicKey))
+    if (this.closed) return Promise.resolve(fastEd25519.verify(signature, message, publicKey))
     return new Promise((resolve) => {
       this.queue.push({ signature, message, publicKey, resolve })
       if (this.queue.length >= this.maxBatch) this.flush()
@@ -147,7 +147,7 @@ export class SignaturePool implements SignatureChecker {
 }
 
 const checkInline = (batch: ReadonlyArray<Pending>): void => {
-  for (const p of batch) p.resolve(fast.verify(p.signature, p.message, p.publicKey))
+  for (const p of batch) p.resolve(fastEd25519.verify(p.signature, p.message, p.publicKey))
 }
 
 const pack = (batch: ReadonlyArray<Pending>): ArrayBuffer => {

@@ -52,8 +52,6 @@ export const proofRequestSubject = (role: string, kind: keyof typeof PROOF_SUBJE
   `vigil.proof.${role}.${kind}`
 /** Where the auditor publishes each signed checkpoint note (stream VIGIL_AUDIT). */
 export const AUDIT_CHECKPOINT_SUBJECT = "vigil.audit.checkpoint"
-/** Where the auditor publishes the OCSF record of each event, by OCSF class. */
-export const auditOcsfSubject = (ocsfClass: string): string => `vigil.audit.ocsf.${ocsfClass}`
 
 /** Parse `vigil.ev.<session>.<type>`; the type itself contains a dot. */
 export const parseEventSubject = (subject: string): { session: string; type: string } | undefined => {

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { describe, expect, expectTypeOf, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
 import type { EventType, Principal, TOOLS } from "./catalog.ts"
-import { noble, node } from "./ed25519.ts"
+import { nobleEd25519, nodeEd25519 } from "./ed25519.ts"
 import { type Draft, encodeEvent, keyIdOf, type SigningKey, signEvent, signingBytes } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
 import { SignaturePool } from "./signature-pool.ts"
@@ -28,7 +28,7 @@ const utf8 = new TextEncoder()
 /** A deterministic key for a principal (seed = SHA-256 of a label), so failures reproduce. */
 const makeKey = (principal: Principal, label: string = principal): SigningKey => {
   const seed = new Uint8Array(createHash("sha256").update(`vigil-test/${label}`).digest())
-  const publicKey = node.publicKey(seed)
+  const publicKey = nodeEd25519.publicKey(seed)
   return { principal, kid: keyIdOf(publicKey), seed, publicKey }
 }
 
@@ -125,7 +125,7 @@ const signedRaw = (unsigned: Record<string, unknown>, key: SigningKey = inferenc
   const body = { ...base, ...unsigned }
   for (const [k, v] of Object.entries(unsigned)) if (v === undefined) delete body[k]
   // Re-sign the edited body exactly as signEvent does.
-  const sig = Buffer.from(node.sign(signingBytes(body), key.seed)).toString("base64url")
+  const sig = Buffer.from(nodeEd25519.sign(signingBytes(body), key.seed)).toString("base64url")
   return wire({ ...body, sig })
 }
 
@@ -171,17 +171,17 @@ describe("verifyEvent accepts", () => {
 
   it("an event signed by noble and verified by node, and the other way round", () => {
     const draft = intentDraft()
-    const byNoble = signEvent(inference, draft, noble)
-    const byNode = signEvent(inference, draft, node)
+    const byNoble = signEvent(inference, draft, nobleEd25519)
+    const byNode = signEvent(inference, draft, nodeEd25519)
     expect(byNoble.sig).toBe(byNode.sig)
-    expectVerified(verifyEvent(encodeEvent(byNoble), opts({ ed: node })))
-    expectVerified(verifyEvent(encodeEvent(byNode), opts({ ed: noble })))
-    expectVerified(verifyEvent(encodeEvent(byNoble), opts({ ed: noble })))
+    expectVerified(verifyEvent(encodeEvent(byNoble), opts({ ed: nodeEd25519 })))
+    expectVerified(verifyEvent(encodeEvent(byNode), opts({ ed: nobleEd25519 })))
+    expectVerified(verifyEvent(encodeEvent(byNoble), opts({ ed: nobleEd25519 })))
     expect(Buffer.from(encodeEvent(byNoble)).equals(Buffer.from(encodeEvent(byNode)))).toBe(true)
     // And a forgery fails under both.
     const forged = withField("session", "sess_2")
-    expectRejected(verifyEvent(forged, opts({ ed: noble })), "bad_signature")
-    expectRejected(verifyEvent(forged, opts({ ed: node })), "bad_signature")
+    expectRejected(verifyEvent(forged, opts({ ed: nobleEd25519 })), "bad_signature")
+    expectRejected(verifyEvent(forged, opts({ ed: nodeEd25519 })), "bad_signature")
   })
 
   it("events at the edges of the skew window", () => {

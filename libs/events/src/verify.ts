@@ -1,7 +1,7 @@
 import { type Result, Schema } from "effect"
 import { SchemaJITCompiler } from "effect/schema"
 import { CATALOG, type EventType, isEventType } from "./catalog.ts"
-import { type Ed25519, fast } from "./ed25519.ts"
+import { type Ed25519, fastEd25519 } from "./ed25519.ts"
 import { canonicalFromSigning, Envelope, type Event, signingBytes } from "./envelope.ts"
 import { inlineChecker, type SignatureChecker } from "./signature-pool.ts"
 import { parseEventSubject } from "./subjects.ts"
@@ -294,7 +294,7 @@ const checkAfterSignature = (
 export const verifyEvent = (bytes: Uint8Array, opts: VerifyOptions): Verified | Rejection => {
   const u = checkBeforeSignature(bytes, opts)
   if (u.ok === false) return u
-  return checkAfterSignature(u, (opts.ed ?? fast).verify(u.sigBytes, u.signed, u.lookup.key.publicKey), opts)
+  return checkAfterSignature(u, (opts.ed ?? fastEd25519).verify(u.sigBytes, u.signed, u.lookup.key.publicKey), opts)
 }
 
 /**

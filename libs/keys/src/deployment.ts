@@ -1,5 +1,6 @@
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { writeFileAtomic } from "@vigil/durable"
 import {
   canonicalBytes,
   fastEd25519,
@@ -10,7 +11,6 @@ import {
   type SigningKey,
 } from "@vigil/events"
 import { Clock, Data, Effect, Result } from "effect"
-import { writeFileAtomic } from "./atomic.ts"
 import { ManifestChain } from "./chain.ts"
 import { KeyStore } from "./keystore.ts"
 import { buildManifest, type Manifest, rotateKeys, signManifest, type UnsignedManifest } from "./manifest.ts"
@@ -123,7 +123,7 @@ const writeRootPublicKey = (dir: string, root: RootKey) =>
     try: async () => {
       const text = `${Buffer.from(root.publicKey).toString("base64url")}\n`
       const current = await fs.readFile(path.join(dir, ROOT_PUBLIC_KEY_FILE), "utf8").catch(() => undefined)
-      if (current !== text) await writeFileAtomic(dir, ROOT_PUBLIC_KEY_FILE, text, { mode: 0o644, how: "replace" })
+      if (current !== text) writeFileAtomic(dir, ROOT_PUBLIC_KEY_FILE, text, { mode: 0o644, how: "replace" })
     },
     catch: (cause) => new DeploymentError({ message: `cannot write ${path.join(dir, ROOT_PUBLIC_KEY_FILE)}`, cause }),
   })

@@ -2,10 +2,10 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import { writeFileAtomic } from "@vigil/durable"
 import { keyIdOf, nodeEd25519 } from "@vigil/events"
 import { Effect, Layer } from "effect"
 import { afterEach, beforeEach } from "vitest"
-import { writeFileAtomic } from "./atomic.ts"
 import { KeyStore } from "./keystore.ts"
 
 let tmp = ""
@@ -128,8 +128,8 @@ describe("KeyStore.layerFile", () => {
   it.effect("exclusive create never replaces an existing file and cleans up its temp file", () =>
     Effect.gen(function* () {
       yield* Effect.promise(() => fs.mkdir(dir, { mode: 0o700 }))
-      assert.isTrue(yield* Effect.promise(() => writeFileAtomic(dir, "x", "one", { mode: 0o600, how: "create" })))
-      assert.isFalse(yield* Effect.promise(() => writeFileAtomic(dir, "x", "two", { mode: 0o600, how: "create" })))
+      assert.isTrue(writeFileAtomic(dir, "x", "one", { mode: 0o600, how: "create" }))
+      assert.isFalse(writeFileAtomic(dir, "x", "two", { mode: 0o600, how: "create" }))
       assert.strictEqual(yield* Effect.promise(() => fs.readFile(path.join(dir, "x"), "utf8")), "one")
       assert.deepStrictEqual(yield* Effect.promise(() => fs.readdir(dir)), ["x"])
     }),

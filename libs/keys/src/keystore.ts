@@ -1,9 +1,9 @@
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { writeFileAtomic } from "@vigil/durable"
 import { fastEd25519, keyIdOf, randomSeed } from "@vigil/events"
 import { Context, Data, Effect, Layer, Schema } from "effect"
-import { writeFileAtomic } from "./atomic.ts"
 
 /** Key names are lower-case file-name-safe tokens ("root", "gateway", …): no path separators, no case collisions. */
 export const KEY_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/u
@@ -195,7 +195,7 @@ const makeFileStore = Effect.fnUntraced(function* (dir: string) {
   })
 
   const write = (name: string, seed: Uint8Array, how: "replace" | "create") =>
-    Effect.tryPromise({
+    Effect.try({
       try: () => writeFileAtomic(dir, `${name}.key`, keyFileText(seed), { mode: 0o600, how }),
       catch: (cause) =>
         new KeyStoreError({ op: "save", name, message: `cannot write key file ${fileOf(name)}`, cause }),

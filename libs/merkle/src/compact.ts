@@ -1,4 +1,4 @@
-import { copyBytes } from "./_bytes.ts"
+import { copyBytes } from "@vigil/bytes"
 import { bitLength, isUint, shr } from "./_math.ts"
 import { MerkleError } from "./errors.ts"
 import { emptyRoot, HASH_SIZE, nodeHash } from "./hash.ts"

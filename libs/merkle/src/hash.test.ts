@@ -1,18 +1,16 @@
+import { fromHex, toHex } from "@vigil/bytes"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { naiveLeafHash, naiveNodeHash } from "./_naive.ts"
 import { MerkleError } from "./errors.ts"
 import { emptyRoot, HASH_SIZE, leafHash, nodeHash } from "./hash.ts"
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex")
-const unhex = (s: string) => new Uint8Array(Buffer.from(s, "hex"))
-
 describe("RFC 9162 2.1.1 hashes", () => {
   // transparency-dev/merkle testonly/constants.go: EmptyRootHash, LeafInputs()[0] and NodeHashes()[0][0].
   it("hashes the empty tree and the empty leaf", () => {
-    expect(hex(emptyRoot())).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    expect(hex(leafHash(new Uint8Array()))).toBe("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")
-    expect(hex(nodeHash(leafHash(unhex("")), leafHash(unhex("00"))))).toBe(
+    expect(toHex(emptyRoot())).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    expect(toHex(leafHash(new Uint8Array()))).toBe("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")
+    expect(toHex(nodeHash(leafHash(fromHex("")), leafHash(fromHex("00"))))).toBe(
       "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
     )
   })
@@ -20,12 +18,12 @@ describe("RFC 9162 2.1.1 hashes", () => {
   it("matches an independent SHA-256 for entries of any length, across the scratch-buffer limit", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 3000 }), (entry) => {
-        expect(hex(leafHash(entry))).toBe(hex(naiveLeafHash(entry)))
+        expect(toHex(leafHash(entry))).toBe(toHex(naiveLeafHash(entry)))
       }),
     )
     for (const n of [1023, 1024, 1025]) {
       const entry = new Uint8Array(n).fill(7)
-      expect(hex(leafHash(entry))).toBe(hex(naiveLeafHash(entry)))
+      expect(toHex(leafHash(entry))).toBe(toHex(naiveLeafHash(entry)))
     }
   })
 
@@ -34,9 +32,9 @@ describe("RFC 9162 2.1.1 hashes", () => {
     fc.assert(
       fc.property(hash32, hash32, (l, r) => {
         const a = nodeHash(l, r)
-        expect(hex(a)).toBe(hex(naiveNodeHash(l, r)))
+        expect(toHex(a)).toBe(toHex(naiveNodeHash(l, r)))
         nodeHash(r, l) // must not overwrite `a`
-        expect(hex(a)).toBe(hex(naiveNodeHash(l, r)))
+        expect(toHex(a)).toBe(toHex(naiveNodeHash(l, r)))
       }),
     )
   })

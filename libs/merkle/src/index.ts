@@ -4,14 +4,11 @@
  * `inclusionProof`, `consistencyProof`, `MemoryTree`) and the spec's verification algorithms (`verifyInclusion`,
  * `verifyConsistency`), which return a `VerifyResult` with a `code` instead of throwing.
  */
-export type { NodeVisitor } from "./compact.ts"
 export { CompactRange } from "./compact.ts"
-export type { MerkleErrorCode, VerifyFailure, VerifyResult } from "./errors.ts"
-export { MERKLE_ERROR_CODES, MerkleError } from "./errors.ts"
+export { MerkleError } from "./errors.ts"
 export { emptyRoot, HASH_SIZE, leafHash, nodeHash } from "./hash.ts"
 export { rootFromLeafHashes } from "./mth.ts"
 export { consistencyProof, inclusionProof, rootAt } from "./prove.ts"
 export type { HashReader } from "./store.ts"
-export { MemoryHashStore } from "./store.ts"
 export { MemoryTree } from "./tree.ts"
 export { verifyConsistency, verifyInclusion } from "./verify.ts"

@@ -1,8 +1,8 @@
 // Proofs from the stored-subtree generator against the spec written naively (./_naive.ts): exhaustively for every
 // tree of up to 300 leaves, then mutation properties.
+import { equalBytes, toHex } from "@vigil/bytes"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { equalBytes } from "./_bytes.ts"
 import { NaiveTree, naiveLeafHash, pathShape } from "./_naive.ts"
 import { CompactRange } from "./compact.ts"
 import { rootFromLeafHashes } from "./mth.ts"
@@ -10,8 +10,7 @@ import { MemoryTree } from "./tree.ts"
 import { verifyConsistency, verifyInclusion } from "./verify.ts"
 
 const MAX = 300
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex")
-const hexes = (bs: readonly Uint8Array[]) => bs.map(hex)
+const hexes = (bs: readonly Uint8Array[]) => bs.map(toHex)
 /** Compares proofs without formatting them: the exhaustive loops below compare about 90,000. */
 const expectSameProof = (got: readonly Uint8Array[], want: readonly Uint8Array[], what: string) => {
   if (got.length !== want.length || got.some((g, i) => !equalBytes(g, want[i]!))) {
@@ -45,10 +44,10 @@ const flip = (proof: readonly Uint8Array[], i: number, bit: number): Uint8Array[
 describe(`every tree up to ${MAX} leaves`, () => {
   it("has one root, however it is computed", () => {
     for (let n = 0; n <= MAX; n++) {
-      const want = hex(naive.mth(0, n))
-      expect(hex(rootOf(n)), `compact range, n=${n}`).toBe(want)
-      expect(hex(tree.rootAt(n)), `stored subtrees, n=${n}`).toBe(want)
-      expect(hex(rootFromLeafHashes(leaves, 0, n)), `MTH, n=${n}`).toBe(want)
+      const want = toHex(naive.mth(0, n))
+      expect(toHex(rootOf(n)), `compact range, n=${n}`).toBe(want)
+      expect(toHex(tree.rootAt(n)), `stored subtrees, n=${n}`).toBe(want)
+      expect(toHex(rootFromLeafHashes(leaves, 0, n)), `MTH, n=${n}`).toBe(want)
     }
   })
 
@@ -56,7 +55,7 @@ describe(`every tree up to ${MAX} leaves`, () => {
     fc.assert(
       fc.property(fc.nat(MAX), fc.nat(MAX), (a, b) => {
         const [begin, end] = a <= b ? [a, b] : [b, a]
-        expect(hex(rootFromLeafHashes(leaves, begin, end))).toBe(hex(naive.mth(begin, end)))
+        expect(toHex(rootFromLeafHashes(leaves, begin, end))).toBe(toHex(naive.mth(begin, end)))
       }),
     )
   })

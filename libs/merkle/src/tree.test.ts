@@ -1,11 +1,10 @@
+import { fromHex, toHex } from "@vigil/bytes"
 import { describe, expect, it } from "vitest"
 import { CompactRange } from "./compact.ts"
 import { emptyRoot, HASH_SIZE, leafHash } from "./hash.ts"
 import { rootFromLeafHashes } from "./mth.ts"
 import { MemoryHashStore } from "./store.ts"
 import { MemoryTree } from "./tree.ts"
-
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex")
 
 // The reference tree of transparency-dev/merkle testonly/constants.go (LeafInputs, NodeHashes, RootHashes).
 const LEAF_INPUTS = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
@@ -43,30 +42,30 @@ const ROOT_HASHES = [
   "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
   "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
 ]
-const leaves = LEAF_INPUTS.map((h) => leafHash(new Uint8Array(Buffer.from(h, "hex"))))
+const leaves = LEAF_INPUTS.map((h) => leafHash(fromHex(h)))
 
 describe("reference tree (transparency-dev/merkle testonly)", () => {
   it("MTH over leaf hashes gives every root", () => {
     ROOT_HASHES.forEach((root, size) => {
-      expect(hex(rootFromLeafHashes(leaves, 0, size))).toBe(root)
+      expect(toHex(rootFromLeafHashes(leaves, 0, size))).toBe(root)
     })
-    expect(hex(rootFromLeafHashes(leaves, 2, 4))).toBe(NODE_HASHES[1]![1])
-    expect(hex(rootFromLeafHashes(leaves, 5, 5))).toBe(hex(emptyRoot()))
+    expect(toHex(rootFromLeafHashes(leaves, 2, 4))).toBe(NODE_HASHES[1]![1])
+    expect(toHex(rootFromLeafHashes(leaves, 5, 5))).toBe(toHex(emptyRoot()))
   })
 
   it("a compact range gives every root as it grows, and stores exactly the complete subtrees", () => {
     const range = new CompactRange()
     const store = new MemoryHashStore()
-    expect(hex(range.root())).toBe(ROOT_HASHES[0])
+    expect(toHex(range.root())).toBe(ROOT_HASHES[0])
     for (const [i, leaf] of leaves.entries()) {
       range.append(leaf, (level, index, hash) => store.put(level, index, hash))
       expect(range.size).toBe(i + 1)
-      expect(hex(range.root())).toBe(ROOT_HASHES[i + 1])
+      expect(toHex(range.root())).toBe(ROOT_HASHES[i + 1])
     }
     NODE_HASHES.forEach((level, l) => {
       expect(store.count(l)).toBe(level.length)
       level.forEach((h, i) => {
-        expect(hex(store.get(l, i))).toBe(h)
+        expect(toHex(store.get(l, i))).toBe(h)
       })
     })
     expect(store.count(4)).toBe(0)
@@ -76,9 +75,9 @@ describe("reference tree (transparency-dev/merkle testonly)", () => {
     const tree = new MemoryTree()
     for (const leaf of leaves) tree.append(leaf)
     ROOT_HASHES.forEach((root, size) => {
-      expect(hex(tree.rootAt(size))).toBe(root)
+      expect(toHex(tree.rootAt(size))).toBe(root)
       const resumed = CompactRange.fromReader(tree, size)
-      expect(hex(resumed.root())).toBe(root)
+      expect(toHex(resumed.root())).toBe(root)
       // compact.Tree hashes of testonly.CompactTrees(): one per set bit of the size
       expect(resumed.hashes().length).toBe(size.toString(2).replaceAll("0", "").length)
     })
@@ -112,11 +111,11 @@ describe("misuse throws with a code", () => {
     const leaf = leaves[1]!.slice()
     tree.append(leaf)
     tree.append(leaves[2]!)
-    const before = hex(tree.root())
+    const before = toHex(tree.root())
     leaf.fill(0)
     tree.get(0, 0).fill(0)
     for (const p of tree.inclusionProof(0)) p.fill(0)
-    expect(hex(tree.root())).toBe(before)
-    expect(hex(tree.rootAt(2))).toBe(before)
+    expect(toHex(tree.root())).toBe(before)
+    expect(toHex(tree.rootAt(2))).toBe(before)
   })
 })

@@ -1,4 +1,4 @@
-import { equalBytes } from "./_bytes.ts"
+import { equalBytes } from "@vigil/bytes"
 import { isPowerOfTwo, isUint, lsb, shr } from "./_math.ts"
 import { refuse, VERIFIED, type VerifyResult } from "./errors.ts"
 import { HASH_SIZE, nodeHash } from "./hash.ts"

@@ -41,9 +41,6 @@ import {
 export const ROLES = [...SERVICES, "prover", "ops", "siem", "admin"] as const
 export type Role = (typeof ROLES)[number]
 
-export const isRole = (s: string): s is Role => (ROLES as ReadonlyArray<string>).includes(s)
-
-export { AUDITOR_DURABLE, type DurableSpec, durablesFor, PROOF_ASKERS, SIEM_DURABLE } from "@vigil/events"
 /** Subjects of the audit stream the auditor publishes (OCSF records and checkpoints) and SIEMs read. */
 export const AUDIT_OCSF = "vigil.audit.ocsf.*"
 export const AUDIT_CHECKPOINT = "vigil.audit.checkpoint"

@@ -1,4 +1,5 @@
-import { decodeBase64, encodeBase64, isNoteCharacters } from "./encoding.ts"
+import { decodeBase64, encodeBase64 } from "@vigil/bytes"
+import { isNoteCharacters } from "./encoding.ts"
 import { NoteError, type NoteSignature } from "./errors.ts"
 import type { SignerKey, VerifierKey } from "./keys.ts"
 import { type NoteOptions, openNote, signNote } from "./note.ts"

@@ -15,22 +15,6 @@ export const isNoteCharacters = (s: string): boolean => {
   return true
 }
 
-const BASE64_STD = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
-
-/**
- * RFC 4648 section 4 base64, canonical only: padded, no whitespace, zero pad bits. Go's `StdEncoding` would also
- * take non-zero pad bits (and skip CR/LF); refusing them keeps one byte string per encoding, so a flipped
- * character can never decode to the same signature.
- */
-export const decodeBase64 = (s: string): Uint8Array | undefined => {
-  if (!BASE64_STD.test(s)) return undefined
-  const bytes = Buffer.from(s, "base64")
-  if (bytes.toString("base64") !== s) return undefined
-  return new Uint8Array(bytes)
-}
-
-export const encodeBase64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64")
-
 /** `%08x` of a uint32 key id. */
 export const hex8 = (keyId: number): string => keyId.toString(16).padStart(8, "0")
 

@@ -26,19 +26,6 @@ export type NoteErrorCode =
   | "MALFORMED_CHECKPOINT"
   | "ORIGIN_MISMATCH"
 
-export const NOTE_ERROR_CODES: ReadonlyArray<NoteErrorCode> = [
-  "MALFORMED",
-  "UNVERIFIED",
-  "INVALID_SIGNATURE",
-  "AMBIGUOUS_KEY",
-  "INVALID_SIGNER",
-  "MALFORMED_KEY",
-  "KEY_ID_MISMATCH",
-  "UNKNOWN_ALGORITHM",
-  "MALFORMED_CHECKPOINT",
-  "ORIGIN_MISMATCH",
-]
-
 /** One signature line of a note: key name, key id (uint32) and the base64 of key id || signature as written. */
 export interface NoteSignature {
   readonly name: string

@@ -1,6 +1,7 @@
 import { sha256 } from "@noble/hashes/sha2.js"
+import { decodeBase64, encodeBase64 } from "@vigil/bytes"
 import { type Ed25519, fastEd25519, randomSeed } from "@vigil/events"
-import { decodeBase64, encodeBase64, hex8, isValidKeyName, utf8 } from "./encoding.ts"
+import { hex8, isValidKeyName, utf8 } from "./encoding.ts"
 import { NoteError } from "./errors.ts"
 
 /** c2sp.org/signed-note signature type 0x01: Ed25519 over the note text. The only type this package speaks. */

@@ -1,5 +1,6 @@
+import { decodeBase64, encodeBase64 } from "@vigil/bytes"
 import { type Ed25519, fastEd25519 } from "@vigil/events"
-import { decodeBase64, encodeBase64, hex8, isNoteCharacters, isValidKeyName, utf8 } from "./encoding.ts"
+import { hex8, isNoteCharacters, isValidKeyName, utf8 } from "./encoding.ts"
 import { NoteError, type NoteSignature } from "./errors.ts"
 import type { SignerKey, VerifierKey } from "./keys.ts"
 

@@ -342,17 +342,6 @@ const FS_TOOLS: Readonly<Partial<Record<Tool, { readonly activityId: number; rea
   "fs.delete": { activityId: 4, fileType: 1 },
 }
 const PROCESS_TOOLS: ReadonlySet<Tool> = new Set<Tool>(["shell.exec", "plugin.run"])
-const NETWORK_TOOLS: ReadonlySet<Tool> = new Set<Tool>(["net.fetch", "model.remote"])
-
-/** The OCSF class an action of this tool maps to. */
-export const classOfTool = (tool: Tool): OcsfClass =>
-  FS_TOOLS[tool] !== undefined
-    ? FILE_ACTIVITY
-    : PROCESS_TOOLS.has(tool)
-      ? PROCESS_ACTIVITY
-      : NETWORK_TOOLS.has(tool)
-        ? NETWORK_ACTIVITY
-        : API_ACTIVITY
 
 interface Action {
   readonly phase: "started" | "completed" | "failed"

@@ -34,7 +34,6 @@ export type SeverityId = keyof typeof SEVERITY
 
 /** Base-event status (`status_id` → `status`): whether the reported activity succeeded. */
 export const STATUS = { 0: "Unknown", 1: "Success", 2: "Failure", 99: "Other" } as const
-export type StatusId = keyof typeof STATUS
 
 /** Finding lifecycle status (Findings category overrides `status_id`), OCSF 1.5.0. */
 export const FINDING_STATUS = {

@@ -11,7 +11,6 @@ import { compileGlob } from "./glob.ts"
 
 export type DataClass = (typeof DATA_CLASSES)[number]
 export type Finding = EventData<"intent.screened">["findings"][number]
-export type FindingKind = Finding["kind"]
 
 export const DataClassSchema = Schema.Literals(DATA_CLASSES)
 const FINDING_KINDS = ["secret", "pii", "financial", "health", "credential", "custom"] as const

@@ -1,6 +1,5 @@
-export type { BundleSignatureVerdict, BundleVerdict } from "./bundle.ts"
+export type { BundleVerdict } from "./bundle.ts"
 export {
-  BUNDLE_SIGNING_CONTEXT,
   bundleSigningBytes,
   packBundle,
   SignedBundle,
@@ -8,55 +7,11 @@ export {
   verifyBundle,
   verifyBundleSignature,
 } from "./bundle.ts"
-export type {
-  Classification,
-  Classifier,
-  ClassifyInput,
-  ConfigVerdict,
-  DataClass,
-  Finding,
-  FindingKind,
-} from "./classify.ts"
-export {
-  classifierOf,
-  classRank,
-  DataClassConfig,
-  DataClassRule,
-  makeClassifier,
-  maxClass,
-  parseDataClassConfig,
-} from "./classify.ts"
-export {
-  BUNDLE_VERSION,
-  BundleContents,
-  BundleLoadError,
-  bundleDigest,
-  DATA_CLASSES_FILE,
-  listRoles,
-  loadBundleDir,
-  SCHEMA_FILE,
-} from "./contents.ts"
-export type {
-  BundleRejection,
-  CompileOptions,
-  CompileVerdict,
-  Decision,
-  Effect,
-  PolicyEngine,
-  PolicyInfo,
-} from "./engine.ts"
-export {
-  CONSENT_NOTE,
-  compileBundle,
-  compileBundleOrThrow,
-  DEFAULT_DENY,
-  ENGINE_ERROR,
-  PolicyBundleError,
-} from "./engine.ts"
-export { compileGlob, globMatch } from "./glob.ts"
-export type { Obligation } from "./obligations.ts"
-export { mergeObligations, parseObligations } from "./obligations.ts"
-export type { DeviceInfo, IntentInput, PolicyRequest, RequestOptions, Tool } from "./request.ts"
-export { buildRequest, dlpSummary, hostAllowlisted, normalisePath, RequestError } from "./request.ts"
-export type { CaseResult, PolicyTestReport } from "./testrunner.ts"
+export { POLICIES_DIR, signedBundleFrom } from "./bundle-sign.ts"
+export { publishBundle, storedBundleVersion } from "./bundle-store.ts"
+export { listRoles, loadBundleDir } from "./contents.ts"
+export type { Decision, PolicyEngine } from "./engine.ts"
+export { compileBundle, compileBundleOrThrow } from "./engine.ts"
+export type { IntentInput, RequestOptions } from "./request.ts"
+export { buildRequest } from "./request.ts"
 export { formatTestReport, runPolicyTests } from "./testrunner.ts"

@@ -41,6 +41,3 @@ export const ensureHome = (home: Home): Home => {
   for (const d of [home.manifests, home.jetstream, home.logs, home.run]) mkdirSync(d, { recursive: true })
   return home
 }
-
-/** `VIGIL_HOME`, else `.vigil` under the current directory. */
-export const homeFromEnv = (env: NodeJS.ProcessEnv = process.env): Home => homeAt(env.VIGIL_HOME ?? ".vigil")

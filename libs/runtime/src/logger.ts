@@ -1,4 +1,4 @@
-import { Cause, type Layer, Logger } from "effect"
+import { Cause, type Layer, Logger, References } from "effect"
 import pino from "pino"
 
 /**
@@ -22,11 +22,13 @@ const LEVELS: Record<string, "trace" | "debug" | "info" | "warn" | "error" | "fa
 
 export const pinoLoggerLayer = (log: Log) =>
   Logger.layer([
-    Logger.make(({ message, logLevel, cause }) => {
+    Logger.make(({ message, logLevel, cause, fiber }) => {
       const level = LEVELS[logLevel] ?? "info"
       const parts = Array.isArray(message) ? message : [message]
       const msg = parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" ")
-      if (Cause.hasFails(cause) || Cause.hasDies(cause)) log[level]({ cause: Cause.pretty(cause) }, msg)
-      else log[level](msg)
+      // `Effect.annotateLogs` fields become the line's fields, as pino's own `log.info({ … }, msg)` would write them.
+      const fields: Record<string, unknown> = { ...fiber.getRef(References.CurrentLogAnnotations) }
+      if (Cause.hasFails(cause) || Cause.hasDies(cause)) fields.cause = Cause.pretty(cause)
+      log[level](fields, msg)
     }),
   ]) as Layer.Layer<never>

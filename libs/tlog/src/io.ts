@@ -1,5 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { fsync, fsyncDir, rename, tempPathOf, writeOpen } from "@vigil/durable"
 
 /** The mutating file operations of an append, in the order they happen; see `FaultHook`. */
 export type IoOp = "mkdir" | "write" | "fsync" | "fsyncDir" | "rename" | "unlink"
@@ -26,7 +27,8 @@ export const readOptional = (root: string, file: string): Buffer | undefined => 
 }
 
 /**
- * Durable writes under one directory. Every file written and every directory that gained an entry (a new file or
+ * Durable writes under one directory, from the steps of `@vigil/durable` with a `FaultHook` call before each (the
+ * crash tests' seam). Every file written and every directory that gained an entry (a new file or
  * subdirectory) is remembered and fsynced by `sync`, so after `sync` every path written so far survives a power cut. Synchronous on purpose: an append is a short critical section that no
  * other call may interleave with.
  */
@@ -71,14 +73,7 @@ export class DurableDir {
     const dir = path.dirname(file)
     this.ensureDir(dir)
     this.#hook?.("write", file)
-    const fd = fs.openSync(this.#abs(file), "w")
-    try {
-      let offset = 0
-      while (offset < data.length) offset += fs.writeSync(fd, data, offset, data.length - offset)
-    } catch (e) {
-      fs.closeSync(fd)
-      throw e
-    }
+    const fd = writeOpen(this.#abs(file), data)
     this.#pending.push({ fd, file })
     this.#dirty.add(dir)
     if (this.#pending.length >= MAX_PENDING) this.#syncFiles()
@@ -103,7 +98,7 @@ export class DurableDir {
     while (this.#pending.length > 0) {
       const { fd, file } = this.#pending[0]!
       this.#hook?.("fsync", file)
-      fs.fsyncSync(fd)
+      fsync(fd)
       this.#pending.shift()
       fs.closeSync(fd)
     }
@@ -114,12 +109,12 @@ export class DurableDir {
    * `onRenamed` runs right after the rename, before the directory fsync: from then on readers see the new file.
    */
   replace(file: string, data: Uint8Array, onRenamed?: () => void): void {
-    const tmp = `${file}.tmp`
+    const tmp = tempPathOf(file)
     this.write(tmp, data)
     this.#syncFiles()
     this.#dirty.delete(path.dirname(tmp)) // the rename below is what must reach the disk, fsynced right after it
     this.#hook?.("rename", file)
-    fs.renameSync(this.#abs(tmp), this.#abs(file))
+    rename(this.#abs(tmp), this.#abs(file))
     onRenamed?.()
     this.#hook?.("fsyncDir", path.dirname(file))
     fsyncDir(this.#abs(path.dirname(file)))
@@ -134,14 +129,5 @@ export class DurableDir {
       // Leftovers are harmless: nothing reads past the committed size, and the next append overwrites them.
     }
     this.#known.delete(file)
-  }
-}
-
-export const fsyncDir = (dir: string): void => {
-  const fd = fs.openSync(dir, "r")
-  try {
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
   }
 }

@@ -1,3 +1,4 @@
+import { decodeBase64, encodeBase64 } from "@vigil/bytes"
 import { HASH_SIZE } from "@vigil/merkle"
 import { TlogError } from "./errors.ts"
 import { type BundleFormat, isBundleFormat } from "./layout.ts"
@@ -31,7 +32,7 @@ export const encodeState = (state: LogState): Buffer => {
     version: STATE_VERSION,
     bundles: state.bundles,
     size: state.size,
-    root: Buffer.from(state.root).toString("base64"),
+    root: encodeBase64(state.root),
     lastAppend: state.lastAppend ?? null,
   }
   return Buffer.from(`${JSON.stringify(json)}\n`)
@@ -52,8 +53,8 @@ export const decodeState = (bytes: Uint8Array): LogState => {
   const { bundles, size, root, lastAppend } = json
   if (!isBundleFormat(bundles)) throw bad(`unknown bundle format ${JSON.stringify(bundles)}`)
   if (!isUint(size)) throw bad("size is not a non-negative safe integer")
-  const rootBytes = typeof root === "string" ? Buffer.from(root, "base64") : undefined
-  if (rootBytes === undefined || rootBytes.length !== HASH_SIZE || rootBytes.toString("base64") !== root) {
+  const rootBytes = typeof root === "string" ? decodeBase64(root) : undefined
+  if (rootBytes === undefined || rootBytes.length !== HASH_SIZE) {
     throw bad("root is not base64 of 32 bytes")
   }
   let last: LastAppend | undefined
@@ -65,7 +66,7 @@ export const decodeState = (bytes: Uint8Array): LogState => {
         ? { start: lastAppend.start, count: lastAppend.count }
         : { start: lastAppend.start, count: lastAppend.count, meta: lastAppend.meta as JsonValue }
   }
-  return { bundles, size, root: new Uint8Array(rootBytes), lastAppend: last }
+  return { bundles, size, root: rootBytes, lastAppend: last }
 }
 
 /** A deep copy of `meta` through JSON, refusing what JSON cannot carry faithfully. */

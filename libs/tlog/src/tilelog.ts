@@ -1,5 +1,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { equalBytes, toHex } from "@vigil/bytes"
+import { fsyncDir, tempPathOf } from "@vigil/durable"
 import {
   CompactRange,
   consistencyProof,
@@ -17,7 +19,7 @@ import {
   type VerifierKey,
 } from "@vigil/note"
 import { TlogError } from "./errors.ts"
-import { DurableDir, type FaultHook, fsyncDir, readOptional } from "./io.ts"
+import { DurableDir, type FaultHook, readOptional } from "./io.ts"
 import {
   BUNDLE_LAYOUTS,
   type BundleFormat,
@@ -66,10 +68,8 @@ export interface AppendResult {
 export const CHECKPOINT_FILE = "checkpoint"
 const LOCK_FILE = "lock"
 /** Files a crash may leave in a directory whose log was never committed. */
-const CREATION_LEFTOVERS = new Set([LOCK_FILE, `${STATE_FILE}.tmp`])
+const CREATION_LEFTOVERS = new Set([LOCK_FILE, tempPathOf(STATE_FILE)])
 
-const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b))
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex")
 const isUint = (x: number): boolean => Number.isSafeInteger(x) && x >= 0
 /** `256 ** level`, the leaves under one hash of a level-`level` tile. */
 const span = (level: number): number => TILE_WIDTH ** level
@@ -673,8 +673,8 @@ export class TileLog implements HashReader {
     }
     throw new TlogError(
       "INCONSISTENT",
-      `the tiles at size ${size} agree with each other but give root ${hex(recomputed)}, and ${STATE_FILE} commits ` +
-        `${hex(committed)}: ${STATE_FILE} or the whole tree was altered`,
+      `the tiles at size ${size} agree with each other but give root ${toHex(recomputed)}, and ${STATE_FILE} commits ` +
+        `${toHex(committed)}: ${STATE_FILE} or the whole tree was altered`,
       { path: STATE_FILE },
     )
   }
@@ -737,7 +737,7 @@ export class TileLog implements HashReader {
       const index = Math.floor(last / TILE_WIDTH)
       if (index < bundleIndex) io.remove(partialBundleDir(this.#layout, index))
     }
-    for (const tmp of [`${STATE_FILE}.tmp`, `${CHECKPOINT_FILE}.tmp`]) {
+    for (const tmp of [tempPathOf(STATE_FILE), tempPathOf(CHECKPOINT_FILE)]) {
       if (fs.existsSync(path.join(this.dir, tmp))) io.remove(tmp)
     }
   }

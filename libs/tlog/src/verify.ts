@@ -1,3 +1,4 @@
+import { equalBytes } from "@vigil/bytes"
 import { CompactRange, emptyRoot, type HashReader, leafHash, MerkleError, rootAt } from "@vigil/merkle"
 import { readOptional } from "./io.ts"
 import { BUNDLE_LAYOUTS, bundlePath, parseBundle, TILE_WIDTH, tilePath } from "./layout.ts"
@@ -52,7 +53,6 @@ export type VerifyStoreResult =
 
 type Failure = Extract<VerifyStoreResult, { ok: false }>
 
-const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b))
 const span = (level: number): number => TILE_WIDTH ** level
 
 /** A stored tile as the committed size expects it: `expected` hashes; `stored` of them are present. */

@@ -1,9 +1,7 @@
-import { type DirectStreamAPI, JetStreamApiCodes, JetStreamApiError, type StoredMsg } from "@nats-io/jetstream"
-import type { PublisherShape } from "@vigil/bus"
+import { type PublisherShape, type StoredRecord, StreamReader } from "@vigil/bus"
 import { AUDIT_CHECKPOINT_SUBJECT, type EventData, STREAM_AUDIT } from "@vigil/events"
 import { type Checkpoint, NoteError, openCheckpoint, type VerifierKey } from "@vigil/note"
-import type { Log } from "@vigil/runtime"
-import { Data, Duration, Effect, Schedule } from "effect"
+import { Data, Duration, Effect, Option, Schedule } from "effect"
 
 /**
  * What the auditor already published on `vigil.audit.checkpoint`: the newest note there that parses and verifies
@@ -17,8 +15,13 @@ import { Data, Duration, Effect, Schedule } from "effect"
  *
  * Only "message not found" (status 404) means "no note"; any other failure of a direct get (timeout, no
  * responders, a refused permission, a closed connection) is retried a few times and then fails: an unreadable
- * history is never taken as an empty one, which would skip the never-fork check.
+ * history is never taken as an empty one, which would skip the never-fork check. The reads are libs/bus
+ * `StreamReader`'s direct reads (`StreamReader.jetStream` in the service; `StreamReader.direct(jsm.direct)`, or just
+ * `jsm.direct`, elsewhere).
  */
+
+/** Where the notes are read from: direct reads by subject, or a JetStream manager's direct-get API itself. */
+export type CheckpointSource = ReturnType<typeof StreamReader.direct> | Parameters<typeof StreamReader.direct>[0]
 
 export interface PublishedNote {
   /** Its sequence in the stream. */
@@ -84,13 +87,6 @@ const DEFAULT_ATTEMPTS = 4
 
 type Query = { readonly last_by_subj: string } | { readonly seq: number; readonly next_by_subj: string }
 
-/** "No such message": the 3.x client resolves a direct get's 404 to null; the API-error form is accepted too. */
-const isMessageNotFound = (e: unknown): boolean =>
-  (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.NoMessageFound) ||
-  (e instanceof Error &&
-    (e as Error & { code?: unknown }).code === 404 &&
-    e.message.toLowerCase() === "message not found")
-
 const describe = (q: Query): string =>
   "last_by_subj" in q ? `last_by_subj ${q.last_by_subj}` : `seq ${q.seq} next_by_subj ${q.next_by_subj}`
 
@@ -100,10 +96,11 @@ const reasonOf = (e: unknown): string =>
 type Opened = { readonly note: PublishedNote } | { readonly skip: SkippedNote }
 
 /** See the module comment. Fails with {@link PublishedCheckpointUnreadable} or {@link PublishedCheckpointSearchExhausted}. */
-export const findPublishedCheckpoint = Effect.fn("findPublishedCheckpoint")(function* (
-  direct: DirectStreamAPI,
+export const findPublishedCheckpoint = Effect.fn("Auditor.findPublishedCheckpoint")(function* (
+  source: CheckpointSource,
   options: FindPublishedCheckpointOptions,
 ) {
+  const reads = "getMessage" in source ? StreamReader.direct(source) : source
   const stream = options.stream ?? STREAM_AUDIT
   const subject = options.subject ?? AUDIT_CHECKPOINT_SUBJECT
   const attempts = Math.max(1, options.attempts ?? DEFAULT_ATTEMPTS)
@@ -111,41 +108,39 @@ export const findPublishedCheckpoint = Effect.fn("findPublishedCheckpoint")(func
   let requests = 0
 
   const get = (query: Query) =>
-    Effect.tryPromise({
-      try: () => {
-        requests++
-        return direct.getMessage(stream, query).then(
-          (m) => m ?? undefined,
-          (e: unknown) => {
-            if (isMessageNotFound(e)) return undefined
-            throw e
-          },
-        )
-      },
-      catch: (cause) =>
-        new PublishedCheckpointUnreadable({
-          message:
-            `cannot read the published checkpoints: direct get (${describe(query)}) on stream ${stream} failed ` +
-            `${attempts} time(s): ${cause instanceof Error ? cause.message : String(cause)}. Check that nats-server ` +
-            `is up and reachable, that stream ${stream} exists with allow_direct, and that this NATS user may use the ` +
-            `direct get API on it (DIRECT.GET.${stream} and DIRECT.GET.${stream}.> under its JetStream API prefix). The auditor does not start without ` +
-            "knowing what it already published: a rolled-back store could otherwise fork the log.",
-          stream,
-          request: describe(query),
-          attempts,
-          cause,
-        }),
+    Effect.suspend(() => {
+      requests++
+      return "last_by_subj" in query
+        ? reads.last(stream, query.last_by_subj)
+        : reads.next(stream, query.next_by_subj, query.seq)
     }).pipe(
+      Effect.map(Option.getOrUndefined),
+      // A read error's cause is the client's (a timeout, a permission violation, a closed connection).
+      Effect.mapError(
+        ({ cause }) =>
+          new PublishedCheckpointUnreadable({
+            message:
+              `cannot read the published checkpoints: direct get (${describe(query)}) on stream ${stream} failed ` +
+              `${attempts} time(s): ${cause instanceof Error ? cause.message : String(cause)}. Check that nats-server ` +
+              `is up and reachable, that stream ${stream} exists with allow_direct, and that this NATS user may use the ` +
+              `direct get API on it (DIRECT.GET.${stream} and DIRECT.GET.${stream}.> under its JetStream API prefix). The auditor does not start without ` +
+              "knowing what it already published: a rolled-back store could otherwise fork the log.",
+            stream,
+            request: describe(query),
+            attempts,
+            cause,
+          }),
+      ),
       Effect.retry({
         schedule: Schedule.exponential(options.retryBase ?? Duration.millis(250), 2),
         times: attempts - 1,
       }),
     )
 
-  const open = (m: StoredMsg): Opened => {
+  const open = (m: StoredRecord): Opened => {
     try {
       const { checkpoint } = openCheckpoint(m.data, options.verifiers, { origin: options.origin })
-      return { note: { streamSeq: m.seq, text: m.string(), checkpoint } }
+      return { note: { streamSeq: m.seq, text: new TextDecoder().decode(m.data), checkpoint } }
     } catch (e) {
       return { skip: { streamSeq: m.seq, reason: reasonOf(e) } }
     }
@@ -169,7 +164,7 @@ export const findPublishedCheckpoint = Effect.fn("findPublishedCheckpoint")(func
   let width = Math.max(1, options.window ?? DEFAULT_WINDOW)
   while (below > 1) {
     const from = Math.max(1, below - width)
-    const window: StoredMsg[] = []
+    const window: StoredRecord[] = []
     let m = yield* get({ seq: from, next_by_subj: subject })
     while (m !== undefined && m.seq < below) {
       notesRead++
@@ -191,7 +186,7 @@ export const findPublishedCheckpoint = Effect.fn("findPublishedCheckpoint")(func
     }
     // The window's notes, newest first: the first that verifies is the answer, the ones after it were skipped.
     for (let i = window.length - 1; i >= 0; i--) {
-      const opened = open(window[i] as StoredMsg)
+      const opened = open(window[i] as StoredRecord)
       if ("note" in opened) {
         return done(opened.note, skipped.reverse())
       }
@@ -213,23 +208,24 @@ const MAX_REASON_CHARS = 500
  * One `alert.raised` (rule `checkpoint-note-invalid`, severity high, a fresh event id) per skipped note, through
  * the auditor's publisher. Never fails: an alert that cannot be published is logged, and the start goes on.
  */
-export const reportSkippedNotes = Effect.fn("reportSkippedNotes")(function* (
+export const reportSkippedNotes = Effect.fn("Auditor.reportSkippedNotes")(function* (
   skipped: ReadonlyArray<SkippedNote>,
   publisher: PublisherShape,
-  log: Log,
   subject: string = AUDIT_CHECKPOINT_SUBJECT,
 ) {
   if (skipped.length === 0) return
-  log.warn(
-    { count: skipped.length, streamSeqs: skipped.slice(-MAX_NOTE_ALERTS).map((s) => s.streamSeq) },
-    `skipped notes on ${subject} that are not checkpoints signed by this log's auditor`,
+  yield* Effect.logWarning(`skipped notes on ${subject} that are not checkpoints signed by this log's auditor`).pipe(
+    Effect.annotateLogs({
+      count: skipped.length,
+      streamSeqs: skipped.slice(-MAX_NOTE_ALERTS).map((s) => s.streamSeq),
+    }),
   )
   const send = (what: string, data: EventData<"alert.raised">) =>
     publisher.publish({ type: "alert.raised", session: "audit", data }).pipe(
       Effect.asVoid,
       Effect.catch((e) =>
-        Effect.sync(() =>
-          log.warn({ err: String(e), note: what }, "could not publish the checkpoint-note-invalid alert"),
+        Effect.logWarning("could not publish the checkpoint-note-invalid alert").pipe(
+          Effect.annotateLogs({ err: String(e), note: what }),
         ),
       ),
     )
@@ -264,8 +260,8 @@ export const reportSkippedNotes = Effect.fn("reportSkippedNotes")(function* (
   yield* Effect.all(alerts, { concurrency: 8, discard: true }).pipe(
     Effect.timeout(NOTE_ALERTS_TIMEOUT),
     Effect.catch((e) =>
-      Effect.sync(() =>
-        log.warn({ err: String(e) }, "checkpoint-note-invalid alerts not all published; starting anyway"),
+      Effect.logWarning("checkpoint-note-invalid alerts not all published; starting anyway").pipe(
+        Effect.annotateLogs({ err: String(e) }),
       ),
     ),
   )

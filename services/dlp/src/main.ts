@@ -1,5 +1,5 @@
 // The DLP service: screens prompts, tool results and answers for secrets and personal data before they move on.
-// This process verifies and acknowledges its input; domain handlers join `handlers` as their issues land.
-import { runService } from "@vigil/runtime"
+// A placeholder until its issue lands: it verifies and acknowledges its input (consumeDurables with no handlers).
+import { consumeDurables, launch } from "@vigil/runtime"
 
-runService({ name: "dlp" })
+launch("dlp", consumeDurables("dlp"))

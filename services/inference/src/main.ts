@@ -1,5 +1,5 @@
 // The inference service: ONNX models and local model servers propose intents and answers.
-// This process verifies and acknowledges its input; domain handlers join `handlers` as their issues land.
-import { runService } from "@vigil/runtime"
+// A placeholder until its issue lands: it verifies and acknowledges its input (consumeDurables with no handlers).
+import { consumeDurables, launch } from "@vigil/runtime"
 
-runService({ name: "inference" })
+launch("inference", consumeDurables("inference"))

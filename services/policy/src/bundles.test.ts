@@ -1,18 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { nodeEd25519 } from "@vigil/events"
 import { bundleSigningBytes, packBundle, type SignedBundle, signBundle } from "@vigil/policy"
-import { ensureHome, homeAt } from "@vigil/runtime"
-import { afterAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { BundleHolder, type StoredRevision } from "./bundles.ts"
 
 const POLICIES = fileURLToPath(new URL("../../../policies", import.meta.url))
 const ROOT = new Uint8Array(32).fill(7)
-const home = ensureHome(homeAt(mkdtempSync(join(tmpdir(), "vigil-bundles-"))))
-writeFileSync(join(home.keys, "root.pub"), `${Buffer.from(nodeEd25519.publicKey(ROOT)).toString("base64url")}\n`)
-afterAll(() => rmSync(home.root, { recursive: true, force: true }))
+const ROOT_PUB = nodeEd25519.publicKey(ROOT)
 
 const contents = { default: packBundle(POLICIES, null), business: packBundle(POLICIES, "business") }
 const sign = (version: number, which: keyof typeof contents = "default"): SignedBundle =>
@@ -37,7 +31,7 @@ const revs = (...docs: ReadonlyArray<unknown>): ReadonlyArray<StoredRevision> =>
 
 describe("the policy service's bundle holder", () => {
   it("takes higher versions, refuses lower ones and the same version with other contents (rollback)", () => {
-    const h = new BundleHolder(home)
+    const h = new BundleHolder(ROOT_PUB)
     const v1 = sign(1)
     const v2 = sign(2, "business")
     expect(h.offer(v1)).toMatchObject({ ok: true, version: 1, changed: true })
@@ -61,7 +55,7 @@ describe("the policy service's bundle holder", () => {
   })
 
   it("at start takes the latest stored bundle when it verifies and nothing outranks it", () => {
-    const h = new BundleHolder(home)
+    const h = new BundleHolder(ROOT_PUB)
     expect(h.start([])).toEqual({ kind: "empty" })
     expect(h.current).toBeUndefined()
     expect(h.start(revs(sign(1), unversioned(), sign(2, "business")))).toMatchObject({
@@ -71,7 +65,7 @@ describe("the policy service's bundle holder", () => {
     })
     expect(h.active?.version).toBe(2)
     // The same bundle stored twice is no rollback.
-    expect(new BundleHolder(home).start(revs(sign(2), sign(2)))).toMatchObject({ kind: "latest", version: 2 })
+    expect(new BundleHolder(ROOT_PUB).start(revs(sign(2), sign(2)))).toMatchObject({ kind: "latest", version: 2 })
   })
 
   it("at start keeps the last good bundle when the latest is junk, deleted, unversioned or does not compile", () => {
@@ -83,7 +77,7 @@ describe("the policy service's bundle holder", () => {
       [{ ...sign(3), sig: sign(4).sig }, "bad_signature"],
       [broken(3), "parse"],
     ] as const) {
-      const h = new BundleHolder(home)
+      const h = new BundleHolder(ROOT_PUB)
       const out = h.start(revs(sign(1), v2, latest))
       expect(out).toMatchObject({ kind: "kept", seq: 11, version: 2, digest: v2.digest, latest: { seq: 12, reason } })
       expect(h.active).toEqual({ version: 2, digest: v2.digest })
@@ -93,7 +87,7 @@ describe("the policy service's bundle holder", () => {
   it("at start refuses a replayed older bundle stored as the latest, and keeps the highest version (rollback)", () => {
     const v1 = sign(1)
     const v2 = sign(2, "business")
-    const h = new BundleHolder(home)
+    const h = new BundleHolder(ROOT_PUB)
     expect(h.start(revs(v1, v2, v1))).toMatchObject({
       kind: "kept",
       seq: 11,
@@ -101,7 +95,7 @@ describe("the policy service's bundle holder", () => {
       latest: { kind: "rollback", seq: 12, offered: { version: 1, digest: v1.digest }, active: { version: 2 } },
     })
     // Two different bundles signed as the same version: the first one stored is the one a running service took.
-    const h2 = new BundleHolder(home)
+    const h2 = new BundleHolder(ROOT_PUB)
     expect(h2.start(revs(v1, sign(2, "default"), v2))).toMatchObject({
       kind: "kept",
       seq: 11,
@@ -111,14 +105,14 @@ describe("the policy service's bundle holder", () => {
   })
 
   it("at start fails closed when nothing stored verifies", () => {
-    const h = new BundleHolder(home)
+    const h = new BundleHolder(ROOT_PUB)
     expect(h.start(revs(unversioned(), { malformed: true }))).toMatchObject({
       kind: "none-good",
       latest: { seq: 11, reason: "schema" },
     })
     expect(h.current).toBeUndefined()
     expect(h.version).toBeUndefined()
-    expect(new BundleHolder(home).start(revs(broken(5)))).toMatchObject({
+    expect(new BundleHolder(ROOT_PUB).start(revs(broken(5)))).toMatchObject({
       kind: "none-good",
       latest: { seq: 10, reason: "parse" },
     })

@@ -1,11 +1,5 @@
-import { readFileSync } from "node:fs"
-import { join } from "node:path"
-import { jetstreamManager } from "@nats-io/jetstream"
-import type { NatsConnection } from "@nats-io/transport-node"
-import { jetStreamOptions } from "@vigil/bus"
-import { KV_POLICY, POLICY_BUNDLE_KEY, POLICY_BUNDLE_SUBJECT } from "@vigil/events"
+import { POLICY_BUNDLE_SUBJECT } from "@vigil/events"
 import { type BundleVerdict, type PolicyEngine, verifyBundle, verifyBundleSignature } from "@vigil/policy"
-import type { Home } from "@vigil/runtime"
 
 /** Why a bundle was not taken; the previous bundle (if any) keeps deciding. */
 export interface BundleRefusal {
@@ -94,10 +88,8 @@ export class BundleHolder {
   version: number | undefined
   readonly #rootPublicKey: Uint8Array
 
-  constructor(home: Home) {
-    this.#rootPublicKey = new Uint8Array(
-      Buffer.from(readFileSync(join(home.keys, "root.pub"), "utf8").trim(), "base64url"),
-    )
+  constructor(rootPublicKey: Uint8Array) {
+    this.#rootPublicKey = rootPublicKey
   }
 
   /** The identity of the bundle in force, if any. */
@@ -178,36 +170,6 @@ export class BundleHolder {
     if (latestProblem === undefined) return { kind: "latest", seq: best.seq, ...id }
     return { kind: "kept", seq: best.seq, ...id, latest: { ...latestProblem, seq: latest.seq } }
   }
-}
-
-/** Bound on the revisions read back at start (the bucket keeps 16 per key, libs/bus topology). */
-const MAX_REVISIONS = 256
-
-/**
- * Every stored revision of the bundle key, oldest first, read by direct get (`next_by_subj` from a sequence: the
- * policy user's read-only right on the bucket's stream, no consumer). Empty when nothing was ever stored.
- */
-export const readStoredRevisions = async (nc: NatsConnection): Promise<ReadonlyArray<StoredRevision>> => {
-  const jsm = await jetstreamManager(nc, jetStreamOptions("policy"))
-  const stream = `KV_${KV_POLICY}`
-  const subject = `$KV.${KV_POLICY}.${POLICY_BUNDLE_KEY}`
-  const revisions: StoredRevision[] = []
-  let seq = 1
-  while (revisions.length < MAX_REVISIONS) {
-    const m = await jsm.direct.getMessage(stream, { seq, next_by_subj: subject })
-    if (m === null) break
-    let doc: unknown
-    if (m.data.length > 0) {
-      try {
-        doc = m.json()
-      } catch {
-        doc = { malformed: true }
-      }
-    }
-    revisions.push({ seq: m.seq, doc })
-    seq = m.seq + 1
-  }
-  return revisions
 }
 
 export { POLICY_BUNDLE_SUBJECT }

@@ -1,7 +1,7 @@
 /**
  * Engine throughput: decisions per second of the compiled, pre-parsed default bundle, on a mix of intents.
  *
- *   node libs/policy/src/bench.ts [policiesDir] [seconds-per-measurement]
+ *   node test/bench/policy-engine.ts [policiesDir] [seconds-per-measurement]
  *
  * Measures (1) `engine.decide` on pre-built requests — the engine alone, with and without Cedar checking each
  * request against the schema; (2) `engine.decideIntent` — request
@@ -9,13 +9,18 @@
  * repeat, so the cached run is all hits); (3) for reference, Cedar's stateless `isAuthorized`,
  * which parses the policy set and schema on every call.
  */
-import { fileURLToPath } from "node:url"
-import { cedar } from "./cedar.ts"
-import { loadBundleDir } from "./contents.ts"
-import { compileBundleOrThrow } from "./engine.ts"
-import { buildRequest, type IntentInput, type RequestOptions } from "./request.ts"
+// The Node build of Cedar, as libs/policy/src/cedar.ts loads it (the engine's own, for the stateless reference run).
+import * as cedar from "@cedar-policy/cedar-wasm/nodejs"
+import {
+  buildRequest,
+  compileBundleOrThrow,
+  type IntentInput,
+  loadBundleDir,
+  POLICIES_DIR,
+  type RequestOptions,
+} from "@vigil/policy"
 
-const dir = process.argv[2] ?? fileURLToPath(new URL("../../../policies", import.meta.url))
+const dir = process.argv[2] ?? POLICIES_DIR
 const seconds = Number(process.argv[3] ?? 3)
 
 const contents = loadBundleDir(dir)

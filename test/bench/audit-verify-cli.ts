@@ -1,13 +1,13 @@
 // Throughput of `vigil audit verify` on a sample log: builds a home with N sample events (default 20,000) in a temp
 // dir, then verifies it `--rounds` times (default 3). Reports wall-clock events/s and the CPU seconds the process used
 // (all threads: this one and the signature workers), so a busy machine can be told from a slow verifier.
-// `node cli/src/audit-bench.ts [N] [--rounds R] [--keep]`
+// `node test/bench/audit-verify-cli.ts [N] [--rounds R] [--keep]`
 import { mkdtempSync, rmSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
-import { buildSampleHome } from "./audit-sample.ts"
-import { auditLogDir, readHomeTrust, verifyAuditLog } from "./audit-verify.ts"
+import { auditLogDir, readHomeTrust, verifyAuditLog } from "@vigil/auditlog"
+import { buildSampleHome } from "../harness/audit-sample.ts"
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -1,8 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-// The auditor's own definitions of the log's origin, its checkpoint verifiers and the checkpoint history file, so
-// this check cannot drift from what the auditor signs. These modules are pure (no service start-up on import).
-import { logOrigin, noteVerifiers, readCheckpointHistory } from "@vigil/auditlog"
+import { encodeBase64, equalBytes } from "@vigil/bytes"
 import { type SignatureChecker, SignaturePool } from "@vigil/events"
 import { type Manifest, ManifestChain, ROOT_PUBLIC_KEY_FILE } from "@vigil/keys"
 import { leafHash, MemoryTree, verifyConsistency } from "@vigil/merkle"
@@ -19,10 +17,14 @@ import {
   verifyStore,
 } from "@vigil/tlog"
 import { Result } from "effect"
-import { type ChunkResult, checkChunk, type LeafFailure } from "./audit-leaves.ts"
+// The auditor's own definitions of the log's origin, its checkpoint verifiers and the checkpoint history file, so
+// this check cannot drift from what the auditor signs.
+import { readCheckpointHistory } from "./core.ts"
+import { type ChunkResult, checkChunk, type LeafFailure } from "./leaves.ts"
+import { logOrigin, noteVerifiers } from "./naming.ts"
 
 /**
- * `vigil audit verify`: an offline check of the auditor's log in a Vigil home, trusting only the deployment's root
+ * The check behind `vigil audit verify`: an offline check of the auditor's log in a Vigil home, trusting only the deployment's root
  * public key (`keys/root.pub`) and what it signed (the key manifest chain).
  *
  * Three checks, then the problem at the lowest leaf index is the verdict (the event checks stop at the first
@@ -52,7 +54,7 @@ import { type ChunkResult, checkChunk, type LeafFailure } from "./audit-leaves.t
  * against some 40 µs for everything else a leaf needs). They run on a SignaturePool's worker threads (libsodium,
  * batches of signatures per message) while this thread parses, checks schemas and hashes; whole-leaf verification
  * in worker_threads was measured before and lost on two cores (each worker first spends about 0.3 s of CPU loading
- * the schema code); `cli/src/audit-bench.ts` measures it.
+ * the schema code); `test/bench/audit-verify-cli.ts` measures it.
  */
 
 export type ProblemKind = "leaf" | "tree" | "checkpoint"
@@ -245,10 +247,8 @@ const checkpointCode = (e: unknown): string => {
   return "checkpoint_bad_signature"
 }
 
-const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64")
 /** `1 leaf`, `2 leaves`. */
 const leaves = (n: number) => `${n} ${n === 1 ? "leaf" : "leaves"}`
-const equalBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
 
 /** Runs the three checks (see the module comment) and returns the report; throws {@link AuditInputError} or {@link AuditUnreadable}. */
 export const verifyAuditLog = async (opts: AuditVerifyOptions): Promise<AuditVerifyReport> => {
@@ -462,7 +462,7 @@ const verifyWith = async (opts: AuditVerifyOptions, pool: SignatureChecker): Pro
     dir,
     origin,
     size,
-    root: b64(tree.root()),
+    root: encodeBase64(tree.root()),
     from,
     to,
     leavesChecked,

@@ -1,10 +1,9 @@
-// Benchmark of the on-disk log, run by hand: `node libs/tlog/src/bench.ts`. Appends 10^5 entries of 700 bytes in
+// Benchmark of the on-disk log, run by hand: `node test/bench/tlog.ts`. Appends 10^5 entries of 700 bytes in
 // batches of 100, of 1000 and of random sizes in between; then proof latencies in a log of 10^6 (small) entries.
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { TileLog } from "./tilelog.ts"
-import { verifyStore } from "./verify.ts"
+import { TileLog, verifyStore } from "@vigil/tlog"
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "tlog-bench-"))
 const entry = (i: number, length: number): Uint8Array => {

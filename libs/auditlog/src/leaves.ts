@@ -1,3 +1,4 @@
+import { equalBytes } from "@vigil/bytes"
 import {
   canonicalBytes,
   type KeyResolver,
@@ -44,10 +45,6 @@ interface LeafVerdict {
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true })
-
-const equalBytes = (a: Uint8Array, b: Uint8Array): boolean =>
-  a.length === b.length &&
-  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
 
 /** The leaf's id and, unless it is a valid canonical signed event, why not; `v` is `verifyEvent`'s verdict on it. */
 const judge = (index: number, bytes: Uint8Array, v: Verified | Rejection): LeafVerdict => {

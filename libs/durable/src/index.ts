@@ -1,0 +1,1 @@
+export { appendFile, fsync, fsyncDir, rename, replaceFile, tempPathOf, writeFileAtomic, writeOpen } from "./durable.ts"
