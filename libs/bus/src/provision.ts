@@ -11,7 +11,7 @@ import {
 import { Kvm } from "@nats-io/kv"
 import { Objm } from "@nats-io/obj"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { allDurables } from "@vigil/events"
+import { allDurables, kvStream } from "@vigil/events"
 import { Effect } from "effect"
 import { DEFAULTS } from "./config.ts"
 import { ProvisionError } from "./errors.ts"
@@ -94,7 +94,7 @@ export const provision = (
       }
       const kvm = new Kvm(nc)
       for (const b of KV_BUCKETS) {
-        const existed = await jsm.streams.info(`KV_${b.name}`).then(
+        const existed = await jsm.streams.info(kvStream(b.name)).then(
           () => true,
           () => false,
         )

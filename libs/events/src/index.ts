@@ -47,6 +47,8 @@ export {
   KEYS_MANIFEST_SUBJECT,
   KV_KEYS,
   KV_POLICY,
+  kvStream,
+  kvSubject,
   OBJ_BLOBS,
   POLICY_BUNDLE_KEY,
   POLICY_BUNDLE_SUBJECT,

@@ -28,6 +28,10 @@ export const HEALTH_ALL = "vigil.health.*"
  * announcement needs no further trust.
  */
 export const KEYS_MANIFEST_SUBJECT = "vigil.keys.manifest"
+/** The stream a KV bucket is stored in (JetStream's own naming: `KV_<bucket>`). */
+export const kvStream = (bucket: string): string => `KV_${bucket}`
+/** The subject one key of a KV bucket is stored under (`$KV.<bucket>.<key>`). */
+export const kvSubject = (bucket: string, key: string): string => `$KV.${bucket}.${key}`
 /** Key of the active signed policy bundle in the KV bucket {@link KV_POLICY}. */
 export const POLICY_BUNDLE_KEY = "bundle"
 /** A new signed policy bundle, announced (plain publish) after it is written to KV; root-signed, verified on use. */

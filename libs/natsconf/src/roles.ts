@@ -9,6 +9,7 @@ import {
   KEYS_MANIFEST_SUBJECT,
   KV_KEYS,
   KV_POLICY,
+  kvStream,
   POLICY_BUNDLE_SUBJECT,
   PROOF_SUBJECTS,
   proofRequestSubject,
@@ -45,7 +46,7 @@ export type Role = (typeof ROLES)[number]
 export const AUDIT_OCSF = "vigil.audit.ocsf.*"
 export const AUDIT_CHECKPOINT = "vigil.audit.checkpoint"
 /** Stream behind the key-manifest KV bucket. */
-export const KV_KEYS_STREAM = `KV_${KV_KEYS}`
+export const KV_KEYS_STREAM = kvStream(KV_KEYS)
 
 /** The account that holds the streams, KV buckets and object store; only `admin` lives in it. */
 export const STORE_ACCOUNT = "VIGIL"
@@ -161,7 +162,7 @@ const serviceSpec = (service: Service): RoleSpec => {
       // at start it reads back grants, revocations and containments by subject (ADR 0013).
       ...(service === "policy"
         ? [
-            ...directGet(`KV_${KV_POLICY}`),
+            ...directGet(kvStream(KV_POLICY)),
             { kind: "api", api: `DIRECT.GET.${STREAM_EVENTS}.>` } as const,
             { kind: "follow", subject: POLICY_BUNDLE_SUBJECT } as const,
           ]

@@ -1,7 +1,7 @@
 import { jetstreamManager } from "@nats-io/jetstream"
 import { Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { KV_POLICY, POLICY_BUNDLE_KEY, POLICY_BUNDLE_SUBJECT } from "@vigil/events"
+import { KV_POLICY, kvStream, kvSubject, POLICY_BUNDLE_KEY, POLICY_BUNDLE_SUBJECT } from "@vigil/events"
 import { type SignedBundle, verifyBundleSignature } from "./bundle.ts"
 
 /**
@@ -22,11 +22,11 @@ export const storedBundleVersion = async (
 ): Promise<number> => {
   // Direct gets of the key's stored values (`next_by_subj`), oldest first: no consumer left behind on the bucket.
   const jsm = await jetstreamManager(nc, { checkAPI: false })
-  const subject = `$KV.${KV_POLICY}.${POLICY_BUNDLE_KEY}`
+  const subject = kvSubject(KV_POLICY, POLICY_BUNDLE_KEY)
   let highest = 0
   const refused: string[] = []
   for (let seq = 1; ; ) {
-    const m = await jsm.direct.getMessage(`KV_${KV_POLICY}`, { seq, next_by_subj: subject })
+    const m = await jsm.direct.getMessage(kvStream(KV_POLICY), { seq, next_by_subj: subject })
     if (m === null) break
     seq = m.seq + 1
     if (m.data.length === 0) continue // a delete or purge marker

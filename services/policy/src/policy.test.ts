@@ -10,6 +10,8 @@ import {
   eventIdKey,
   KV_POLICY,
   keyIdOf,
+  kvStream,
+  kvSubject,
   nodeEd25519,
   POLICY_BUNDLE_KEY,
   type Principal,
@@ -88,7 +90,7 @@ const memoryReader = (w: World): StreamReaderShape => ({
     }),
   messages: (stream, subject) =>
     Effect.sync(() =>
-      stream === `KV_${KV_POLICY}` && subject === `$KV.${KV_POLICY}.${POLICY_BUNDLE_KEY}`
+      stream === kvStream(KV_POLICY) && subject === kvSubject(KV_POLICY, POLICY_BUNDLE_KEY)
         ? w.bundles.map((b, i) => ({
             seq: i + 1,
             subject,

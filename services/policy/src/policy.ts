@@ -18,6 +18,8 @@ import {
   eventHash,
   followUp,
   KV_POLICY,
+  kvStream,
+  kvSubject,
   POLICY_BUNDLE_KEY,
   POLICY_BUNDLE_SUBJECT,
 } from "@vigil/events"
@@ -309,7 +311,7 @@ export class PolicyDecider extends Context.Service<
       // At start the bucket's stored revisions of the bundle key are the memory: the latest is taken only when it
       // verifies and no stored bundle outranks it; otherwise the last good one is kept, or none (fail closed).
       const stored = yield* reader
-        .messages(`KV_${KV_POLICY}`, `$KV.${KV_POLICY}.${POLICY_BUNDLE_KEY}`, MAX_REVISIONS)
+        .messages(kvStream(KV_POLICY), kvSubject(KV_POLICY, POLICY_BUNDLE_KEY), MAX_REVISIONS)
         .pipe(Effect.result)
       if (stored._tag === "Failure") {
         const detail = String(stored.failure.cause)
