@@ -4,15 +4,8 @@ import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream"
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node"
-import {
-  type Event,
-  encodeEvent,
-  eventSubject,
-  newEventId,
-  PROOF_SUBJECTS,
-  type Principal,
-  randomSeed,
-} from "@vigil/events"
+import { randomSeed } from "@vigil/crypto"
+import { type Event, encodeEvent, eventSubject, newEventId, PROOF_SUBJECTS, type Principal } from "@vigil/events"
 import { signingKeyOf } from "@vigil/keys"
 import { openCheckpoint, parseVerifierKey } from "@vigil/note"
 import {

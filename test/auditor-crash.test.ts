@@ -5,15 +5,13 @@ import { jetstream } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { AuditCore, HELD_FILE, logOrigin, noteSigner, noteVerifiers } from "@vigil/auditlog"
 import { provision } from "@vigil/bus"
+import { keyIdOf, nodeEd25519, randomSeed } from "@vigil/crypto"
 import {
   AUDIT_CHECKPOINT_SUBJECT,
   type Event,
   encodeEvent,
   eventSubject,
-  keyIdOf,
-  nodeEd25519,
   PROOF_SUBJECTS,
-  randomSeed,
   STREAM_AUDIT,
   STREAM_EVENTS,
   signEvent,

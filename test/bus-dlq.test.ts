@@ -3,6 +3,7 @@ import { jetstream } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import type { ConsumerHandle, DeadLetter, DeadLetterReason } from "@vigil/bus"
 import { deadLetterMsgId, HandlerError, Publisher, signDeadLetter, verifyDeadLetter } from "@vigil/bus"
+import { randomSeed } from "@vigil/crypto"
 import type { Event } from "@vigil/events"
 import {
   dlqSubject,
@@ -11,7 +12,6 @@ import {
   eventSubject,
   eventTypeFilter,
   HEADER_DLQ_REASON,
-  randomSeed,
   STREAM_DLQ,
   STREAM_EVENTS,
   signEvent,

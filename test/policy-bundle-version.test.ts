@@ -1,6 +1,7 @@
 import { Kvm } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { type Event, healthSubject, KV_POLICY, nodeEd25519, POLICY_BUNDLE_KEY, STREAM_EVENTS } from "@vigil/events"
+import { nodeEd25519 } from "@vigil/crypto"
+import { type Event, healthSubject, KV_POLICY, POLICY_BUNDLE_KEY, STREAM_EVENTS } from "@vigil/events"
 import { KeyStore, ROOT_KEY_NAME } from "@vigil/keys"
 import {
   bundleSigningBytes,

@@ -9,7 +9,8 @@
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import type { JsMsg } from "@nats-io/jetstream"
-import { SignaturePool, signingBytes } from "@vigil/events"
+import { SignaturePool } from "@vigil/crypto"
+import { signingBytes } from "@vigil/events"
 import { leafHash } from "@vigil/merkle"
 import { openAdminConsumer } from "./admin-consumer.ts"
 

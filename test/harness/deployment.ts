@@ -15,8 +15,9 @@ import {
   type TrustedChain,
   Verifier,
 } from "@vigil/bus"
+import { randomSeed } from "@vigil/crypto"
 import type { Draft, Event, Principal, Service, SigningKey } from "@vigil/events"
-import { followUp, PRINCIPALS, randomSeed } from "@vigil/events"
+import { followUp, PRINCIPALS } from "@vigil/events"
 import type { Manifest, RootKey } from "@vigil/keys"
 import {
   buildManifest,

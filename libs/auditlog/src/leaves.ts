@@ -1,10 +1,10 @@
 import { equalBytes } from "@vigil/bytes"
+import type { SignatureChecker } from "@vigil/crypto"
 import {
   canonicalBytes,
   type KeyResolver,
   type Rejection,
   type RejectionReason,
-  type SignatureChecker,
   type Verified,
   verifyEventAsync,
 } from "@vigil/events"

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { encodeBase64, equalBytes } from "@vigil/bytes"
-import { type SignatureChecker, SignaturePool } from "@vigil/events"
+import { type SignatureChecker, SignaturePool } from "@vigil/crypto"
 import { type Manifest, ManifestChain, ROOT_PUBLIC_KEY_FILE } from "@vigil/keys"
 import { leafHash, MemoryTree, verifyConsistency } from "@vigil/merkle"
 import { NoteError, openCheckpoint } from "@vigil/note"

@@ -1,10 +1,8 @@
+import { fastEd25519, keyIdOf, randomSeed } from "@vigil/crypto"
 import {
-  fastEd25519,
   type KeyLookup,
   type KeyResolver,
-  keyIdOf,
   type Principal,
-  randomSeed,
   type SigningKey,
   signingBytes,
   type TrustedKey,

@@ -1,11 +1,11 @@
 import { createHash, createHmac } from "node:crypto"
 import { headers as natsHeaders } from "@nats-io/transport-node"
+import { fastEd25519 } from "@vigil/crypto"
 import {
   canonicalJson,
   contextBytes,
   dlqSubject,
   eventIdKey,
-  fastEd25519,
   HEADER_DLQ_REASON,
   KeyId,
   type KeyResolver,

@@ -1,4 +1,5 @@
 import { headers as natsHeaders } from "@nats-io/transport-node"
+import { fastEd25519 } from "@vigil/crypto"
 import {
   type Draft,
   derivedEventId,
@@ -8,7 +9,6 @@ import {
   encodeEvent,
   eventIdKey,
   eventSubject,
-  fastEd25519,
   HEADER_TRACEPARENT,
   inboxPrefix,
   newEventId,

@@ -1,4 +1,4 @@
-import { inlineChecker, type SignatureChecker, SignaturePool, type SignaturePoolOptions } from "@vigil/events"
+import { inlineChecker, type SignatureChecker, SignaturePool, type SignaturePoolOptions } from "@vigil/crypto"
 import { Context, Effect, Layer } from "effect"
 
 /**

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto"
+import { type Ed25519, fastEd25519 } from "@vigil/crypto"
 import { Schema } from "effect"
 import { canonicalBytes, contextBytes } from "./canonical.ts"
 import { CATALOG, type EventData, type EventType, isEventType, PRINCIPALS, type Principal } from "./catalog.ts"
-import { type Ed25519, fastEd25519 } from "./ed25519.ts"
 import { newEventId } from "./ids.ts"
 import { BlobRef, EventId, KeyId, SignatureB64, Timestamp, Token, TraceParent } from "./primitives.ts"
 
@@ -33,10 +33,6 @@ export type Event<T extends EventType = EventType> = T extends EventType
 
 /** The exact bytes an event signature covers: "vigil/event/v1\n", then the canonical envelope without `sig`. */
 export const signingBytes = (unsigned: object): Uint8Array => contextBytes("vigil/event/v1", unsigned)
-
-/** Key id of an Ed25519 public key: hex of the first 8 bytes of its SHA-256. */
-export const keyIdOf = (publicKey: Uint8Array): string =>
-  createHash("sha256").update(publicKey).digest("hex").slice(0, 16)
 
 export interface SigningKey {
   readonly principal: Principal

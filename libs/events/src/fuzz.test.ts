@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto"
+import { keyIdOf, nodeEd25519 } from "@vigil/crypto"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
 import { type EventData, typesProducedBy } from "./catalog.ts"
-import { nodeEd25519 } from "./ed25519.ts"
-import { type Event, encodeEvent, keyIdOf, type SigningKey, signEvent, signEventEncoded } from "./envelope.ts"
+import { type Event, encodeEvent, type SigningKey, signEvent, signEventEncoded } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
 import {
   type KeyResolver,

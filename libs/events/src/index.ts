@@ -11,23 +11,18 @@ export {
   TOOLS,
   typesProducedBy,
 } from "./catalog.ts"
-export type { Ed25519 } from "./ed25519.ts"
-export { fastEd25519, nobleEd25519, nodeEd25519, nodeVerifyAsync, randomSeed, sodiumEd25519 } from "./ed25519.ts"
 export type { Draft, Event, SigningKey } from "./envelope.ts"
 export {
   Envelope,
   encodeEvent,
   eventHash,
   followUp,
-  keyIdOf,
   signEvent,
   signEventEncoded,
   signingBytes,
 } from "./envelope.ts"
 export { derivedEventId, eventIdFromDigest, eventIdKey, newEventId } from "./ids.ts"
 export { BlobRef, KeyId, Sha256Hex, SignatureB64, Timestamp, Token } from "./primitives.ts"
-export type { SignatureChecker, SignaturePoolOptions } from "./signature-pool.ts"
-export { inlineChecker, SignaturePool } from "./signature-pool.ts"
 export {
   AUDIT_ALL,
   AUDIT_CHECKPOINT_SUBJECT,

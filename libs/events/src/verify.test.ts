@@ -1,11 +1,10 @@
 import { createHash } from "node:crypto"
+import { keyIdOf, nobleEd25519, nodeEd25519, SignaturePool } from "@vigil/crypto"
 import { describe, expect, expectTypeOf, it } from "vitest"
 import { blobRefOf } from "./blobs.ts"
 import type { EventType, Principal, TOOLS } from "./catalog.ts"
-import { nobleEd25519, nodeEd25519 } from "./ed25519.ts"
-import { type Draft, encodeEvent, keyIdOf, type SigningKey, signEvent, signingBytes } from "./envelope.ts"
+import { type Draft, encodeEvent, type SigningKey, signEvent, signingBytes } from "./envelope.ts"
 import { newEventId } from "./ids.ts"
-import { SignaturePool } from "./signature-pool.ts"
 import { eventSubject } from "./subjects.ts"
 import {
   type KeyLookup,

@@ -1,9 +1,8 @@
+import { type Ed25519, fastEd25519, inlineChecker, type SignatureChecker } from "@vigil/crypto"
 import { type Result, Schema } from "effect"
 import { SchemaJITCompiler } from "effect/schema"
 import { CATALOG, type EventType, isEventType } from "./catalog.ts"
-import { type Ed25519, fastEd25519 } from "./ed25519.ts"
 import { canonicalFromSigning, Envelope, type Event, signingBytes } from "./envelope.ts"
-import { inlineChecker, type SignatureChecker } from "./signature-pool.ts"
 import { parseEventSubject } from "./subjects.ts"
 
 /**

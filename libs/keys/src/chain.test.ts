@@ -1,4 +1,5 @@
-import { keyIdOf, nodeEd25519, type Principal, typesProducedBy } from "@vigil/events"
+import { keyIdOf, nodeEd25519 } from "@vigil/crypto"
+import { type Principal, typesProducedBy } from "@vigil/events"
 import { Result } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"

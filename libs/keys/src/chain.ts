@@ -1,4 +1,5 @@
-import { type Ed25519, fastEd25519, type KeyLookup, type KeyResolver, keyIdOf, type TrustedKey } from "@vigil/events"
+import { type Ed25519, fastEd25519, keyIdOf } from "@vigil/crypto"
+import type { KeyLookup, KeyResolver, TrustedKey } from "@vigil/events"
 import { Data, Result } from "effect"
 import { type Manifest, manifestDigest, verifyManifest } from "./manifest.ts"
 

@@ -3,16 +3,8 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import {
-  encodeEvent,
-  keyIdOf,
-  newEventId,
-  nodeEd25519,
-  PRINCIPALS,
-  type SigningKey,
-  signEvent,
-  verifyEvent,
-} from "@vigil/events"
+import { keyIdOf, nodeEd25519 } from "@vigil/crypto"
+import { encodeEvent, newEventId, PRINCIPALS, type SigningKey, signEvent, verifyEvent } from "@vigil/events"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
 import { afterEach, beforeEach } from "vitest"

@@ -1,15 +1,8 @@
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { fastEd25519, keyIdOf, randomSeed } from "@vigil/crypto"
 import { writeFileAtomic } from "@vigil/durable"
-import {
-  canonicalBytes,
-  fastEd25519,
-  keyIdOf,
-  PRINCIPALS,
-  type Principal,
-  randomSeed,
-  type SigningKey,
-} from "@vigil/events"
+import { canonicalBytes, PRINCIPALS, type Principal, type SigningKey } from "@vigil/events"
 import { Clock, Data, Effect, Result } from "effect"
 import { ManifestChain } from "./chain.ts"
 import { KeyStore } from "./keystore.ts"

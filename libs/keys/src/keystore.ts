@@ -1,8 +1,8 @@
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { fastEd25519, keyIdOf, randomSeed } from "@vigil/crypto"
 import { writeFileAtomic } from "@vigil/durable"
-import { fastEd25519, keyIdOf, randomSeed } from "@vigil/events"
 import { Context, Data, Effect, Layer, Schema } from "effect"
 
 /** Key names are lower-case file-name-safe tokens ("root", "gateway", …): no path separators, no case collisions. */

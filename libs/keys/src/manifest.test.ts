@@ -1,13 +1,6 @@
 import { createHash } from "node:crypto"
-import {
-  canonicalBytes,
-  EVENT_TYPES,
-  keyIdOf,
-  nobleEd25519,
-  nodeEd25519,
-  PRINCIPALS,
-  typesProducedBy,
-} from "@vigil/events"
+import { keyIdOf, nobleEd25519, nodeEd25519 } from "@vigil/crypto"
+import { canonicalBytes, EVENT_TYPES, PRINCIPALS, typesProducedBy } from "@vigil/events"
 import { describe, expect, it } from "vitest"
 import {
   buildManifest,

@@ -1,13 +1,11 @@
 import { createHash } from "node:crypto"
+import { type Ed25519, fastEd25519, keyIdOf } from "@vigil/crypto"
 import {
   canonicalBytes,
   contextBytes,
-  type Ed25519,
   type EventType,
-  fastEd25519,
   isEventType,
   KeyId,
-  keyIdOf,
   PRINCIPALS,
   type Principal,
   Sha256Hex,

@@ -1,4 +1,4 @@
-import { nobleEd25519, nodeEd25519 } from "@vigil/events"
+import { nobleEd25519, nodeEd25519 } from "@vigil/crypto"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto"
-import { type Ed25519, nobleEd25519, nodeEd25519 } from "@vigil/events"
+import { type Ed25519, nobleEd25519, nodeEd25519 } from "@vigil/crypto"
 import { describe, expect, it } from "vitest"
 import { NoteError, type NoteErrorCode } from "./errors.ts"
 import {

@@ -1,6 +1,6 @@
 import { sha256 } from "@noble/hashes/sha2.js"
 import { decodeBase64, encodeBase64 } from "@vigil/bytes"
-import { type Ed25519, fastEd25519, randomSeed } from "@vigil/events"
+import { type Ed25519, fastEd25519, randomSeed } from "@vigil/crypto"
 import { hex8, isValidKeyName, utf8 } from "./encoding.ts"
 import { NoteError } from "./errors.ts"
 

@@ -1,4 +1,4 @@
-import { type Ed25519, nobleEd25519, nodeEd25519 } from "@vigil/events"
+import { type Ed25519, nobleEd25519, nodeEd25519 } from "@vigil/crypto"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { NoteError, type NoteErrorCode } from "./errors.ts"

@@ -1,5 +1,5 @@
 import { decodeBase64, encodeBase64 } from "@vigil/bytes"
-import { type Ed25519, fastEd25519 } from "@vigil/events"
+import { type Ed25519, fastEd25519 } from "@vigil/crypto"
 import { hex8, isNoteCharacters, isValidKeyName, utf8 } from "./encoding.ts"
 import { NoteError, type NoteSignature } from "./errors.ts"
 import type { SignerKey, VerifierKey } from "./keys.ts"

@@ -1,3 +1,4 @@
+import { keyIdOf, nodeEd25519, randomSeed } from "@vigil/crypto"
 import {
   blobRefOf,
   CATALOG,
@@ -7,12 +8,9 @@ import {
   type EventType,
   encodeEvent,
   eventHash,
-  keyIdOf,
   newEventId,
-  nodeEd25519,
   PRINCIPALS,
   type Principal,
-  randomSeed,
   type SigningKey,
   signEvent,
   TOOLS,

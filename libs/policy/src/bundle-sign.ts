@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { fastEd25519 } from "@vigil/events"
+import { fastEd25519 } from "@vigil/crypto"
 import { KeyStore, ROOT_KEY_NAME } from "@vigil/keys"
 import { Effect } from "effect"
 import { packBundle, signBundle } from "./bundle.ts"

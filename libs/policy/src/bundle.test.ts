@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url"
-import { canonicalJson, keyIdOf, nobleEd25519, nodeEd25519 } from "@vigil/events"
+import { keyIdOf, nobleEd25519, nodeEd25519 } from "@vigil/crypto"
+import { canonicalJson } from "@vigil/events"
 import { describe, expect, it } from "vitest"
 import {
   bundleSigningBytes,

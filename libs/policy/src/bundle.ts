@@ -1,4 +1,5 @@
-import { contextBytes, type Ed25519, fastEd25519, KeyId, keyIdOf } from "@vigil/events"
+import { type Ed25519, fastEd25519, keyIdOf } from "@vigil/crypto"
+import { contextBytes, KeyId } from "@vigil/events"
 import { Schema } from "effect"
 import { BundleContents, bundleContentFields, bundleDigest, loadBundleDir } from "./contents.ts"
 import { type BundleRejection, compileBundle, type PolicyEngine } from "./engine.ts"

@@ -18,15 +18,8 @@ import {
   Trust,
   Verifier,
 } from "@vigil/bus"
-import {
-  durablesFor,
-  type EventType,
-  fastEd25519,
-  KEYS_MANIFEST_SUBJECT,
-  keyIdOf,
-  type Service,
-  type SigningKey,
-} from "@vigil/events"
+import { fastEd25519, keyIdOf } from "@vigil/crypto"
+import { durablesFor, type EventType, KEYS_MANIFEST_SUBJECT, type Service, type SigningKey } from "@vigil/events"
 import { KeyStore, ManifestChain } from "@vigil/keys"
 import {
   Config,

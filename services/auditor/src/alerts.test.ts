@@ -1,7 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type Event, keyIdOf, nodeEd25519, randomSeed, signEvent } from "@vigil/events"
+import { keyIdOf, nodeEd25519, randomSeed } from "@vigil/crypto"
+import { type Event, signEvent } from "@vigil/events"
 import { describe, expect, it } from "vitest"
 import { AlertEngine, DEFAULT_ALERT_RULES, loadAlertRules } from "./alerts.ts"
 

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url"
-import { nodeEd25519 } from "@vigil/events"
+import { nodeEd25519 } from "@vigil/crypto"
 import { bundleSigningBytes, packBundle, type SignedBundle, signBundle } from "@vigil/policy"
 import { describe, expect, it } from "vitest"
 import { BundleHolder, type StoredRevision } from "./bundles.ts"

@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { Publisher, type PublisherShape, StreamReader, type StreamReaderShape } from "@vigil/bus"
+import { keyIdOf, nodeEd25519 } from "@vigil/crypto"
 import {
   type Draft,
   derivedEventId,
@@ -9,10 +10,8 @@ import {
   eventHash,
   eventIdKey,
   KV_POLICY,
-  keyIdOf,
   kvStream,
   kvSubject,
-  nodeEd25519,
   POLICY_BUNDLE_KEY,
   type Principal,
   type SigningKey,

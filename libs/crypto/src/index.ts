@@ -1,0 +1,5 @@
+export type { Ed25519 } from "./ed25519.ts"
+export { fastEd25519, nobleEd25519, nodeEd25519, nodeVerifyAsync, randomSeed, sodiumEd25519 } from "./ed25519.ts"
+export { keyIdOf } from "./keyid.ts"
+export type { SignatureChecker, SignaturePoolOptions } from "./signature-pool.ts"
+export { inlineChecker, SignaturePool } from "./signature-pool.ts"
