@@ -133,6 +133,18 @@ describe("handler spans and bus metrics", () => {
       "vigil.delivery.count": 1,
     })
     expect(typeof span?.attributes["vigil.stream.seq"]).toBe("number")
+    // The follow-up names its cause's trace, with the handler's span (not the gateway's) as its parent.
+    const followUps = await eventually("the follow-up", async () => {
+      const all = (await readStream(vb.admin, STREAM_EVENTS, eventSubject(SESSION, "prompt.screened"))).map((m) =>
+        m.json<Event<"prompt.screened">>(),
+      )
+      const mine = all.filter((e) => e.data.task === input.id)
+      return mine.length > 0 ? mine : undefined
+    })
+    const [, followTrace, followParent] = (followUps[0]?.trace ?? "").split("-")
+    expect(followTrace).toBe(traceId)
+    expect(followParent).not.toBe(parentSpanId)
+    expect(span?.spanContext().spanId).toBe(followParent)
     for (const s of exporter.getFinishedSpans()) {
       for (const key of Object.keys(s.attributes)) expect(ALLOWED_ATTRIBUTES, `${s.name}: ${key}`).toContain(key)
       const text = exported(s)

@@ -22,7 +22,7 @@ import { BusConfig } from "./config.ts"
 import { Nats } from "./connection.ts"
 import { PublishError } from "./errors.ts"
 import { eventPublished } from "./metrics.ts"
-import { formatTraceparent } from "./trace.ts"
+import { formatTraceparent, parseTraceparent } from "./trace.ts"
 import { Signer } from "./trust.ts"
 
 export interface Published<T extends EventType = EventType> {
@@ -198,17 +198,20 @@ export class Publisher extends Context.Service<Publisher, PublisherShape>()("@vi
         })
 
       // An event emitted inside a traced effect carries that span as its trace context (envelope `trace`, signed,
-      // and the `traceparent` header), so a request can be followed across services in any OTel backend.
+      // and the `traceparent` header), so a request can be followed across services in any OTel backend. A follow-up
+      // names its cause's trace; when the handler's span is in that same trace, the span is the closer parent.
       const withTrace = <T extends EventType>(draft: Draft<T>): Effect.Effect<Draft<T>> =>
-        draft.trace !== undefined
-          ? Effect.succeed(draft)
-          : Effect.currentSpan.pipe(
-              Effect.map((span) => ({
-                ...draft,
-                trace: formatTraceparent({ traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }),
-              })),
-              Effect.orElseSucceed(() => draft),
-            )
+        Effect.currentSpan.pipe(
+          Effect.map((span) => {
+            const given = draft.trace === undefined ? undefined : parseTraceparent(draft.trace)
+            if (draft.trace !== undefined && given?.traceId !== span.traceId) return draft
+            return {
+              ...draft,
+              trace: formatTraceparent({ traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }),
+            }
+          }),
+          Effect.orElseSucceed(() => draft),
+        )
 
       return Publisher.of({
         publish: (draft) =>
