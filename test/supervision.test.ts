@@ -385,11 +385,15 @@ describe("vigil up supervision", () => {
       await stream
       // Every event in the audit log exactly once, read leaf by leaf from the auditor's proof HTTP (it may still be
       // catching up on what came while it was down).
-      const until = Date.now() + 30_000
+      // On a loaded machine the last leaves may take a while to be signed; an answer that fails is asked again.
+      const until = Date.now() + 60_000
       let seen = new Map<string, number>()
       while (Date.now() < until) {
         const cp = await fetch(`${ready.audit}/proof/entry?index=0`).catch(() => undefined)
-        if (cp?.ok !== true) break
+        if (cp?.ok !== true) {
+          await sleep(500)
+          continue
+        }
         seen = new Map<string, number>()
         const size = Number((await (await fetch(`${ready.audit}/checkpoint`)).text()).split("\n")[1])
         for (let i = 0; i < size; i++) {

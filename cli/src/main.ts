@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `vigil` command. Arguments are parsed (args.ts, the one convention of every command) before any command's
 // modules are imported: `--help`, `--version` and usage errors answer at once.
+import { enableCompileCache } from "node:module"
 import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
@@ -21,6 +22,11 @@ import {
 import { AUDIT_USAGE, type ParsedAudit, parseAudit } from "./audit-args.ts"
 
 const REPO = resolve(fileURLToPath(new URL("../..", import.meta.url)))
+
+// Node's compile cache (libs/runtime memory.ts, COMPILE_CACHE_DIR) for every module a command loads from here on.
+// `vigil` sets NODE_COMPILE_CACHE, so that this file too comes from it and the process never loads the TypeScript
+// stripper; started as `node cli/src/main.ts`, the cache still serves everything after this line.
+enableCompileCache(process.env.NODE_COMPILE_CACHE ?? resolve(REPO, "node_modules", ".cache", "vigil-node"))
 
 // The defaults of up.ts, repeated here so that `--help` need not import the supervisor (a test keeps them equal).
 export const HELP_DEFAULT_PORT = 4290
@@ -208,11 +214,8 @@ const upCommand = async (args: ReadonlyArray<string>): Promise<number> => {
   } catch (e) {
     return reportError(reporter, e)
   }
-  const [{ homeAt }, { Cause, Effect, Fiber }, { DEFAULT_AUDIT_PORT, DEFAULT_PORT, up }] = await Promise.all([
-    import("@vigil/runtime"),
-    import("effect"),
-    import("./up.ts"),
-  ])
+  const [{ homeAt, memoryAtRest }, { Cause, Effect, Fiber }, { DEFAULT_AUDIT_PORT, DEFAULT_PORT, up }] =
+    await Promise.all([import("@vigil/runtime"), import("effect"), import("./up.ts")])
   const port = values.port ?? DEFAULT_PORT
   const auditPort = values["audit-port"] ?? DEFAULT_AUDIT_PORT
   const home = homeAt(homeDir(values.home))
@@ -254,6 +257,8 @@ const upCommand = async (args: ReadonlyArray<string>): Promise<number> => {
         workspace,
         audit: `http://127.0.0.1:${auditPort}`,
       })
+      // The supervisor lives as long as the stack: what start-up left in its heap goes once it is at rest.
+      yield* Effect.forkScoped(memoryAtRest)
       const why = yield* stack.crashed
       return yield* Effect.fail(why)
     }),

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
@@ -29,7 +29,6 @@ import {
   verifyManifest,
 } from "@vigil/keys"
 import { renderServerConf } from "@vigil/natsconf"
-import { publishBundle, signedBundleFrom } from "@vigil/policy"
 import {
   type Child,
   describeExit,
@@ -38,6 +37,7 @@ import {
   type Home,
   isAlive,
   logTail,
+  nodeProcessEnv,
   type RestartPolicy,
   restartPolicyFromEnv,
   type Supervised,
@@ -615,14 +615,9 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
       warn: (message, details) =>
         opts.out(opts.json ? JSON.stringify({ event: "warning", message, ...details }) : `vigil: warning: ${message}`),
     })
-    // The policy bundle is signed here (root key) and verified by the policy service before it decides anything.
-    const bundle = yield* signedBundleFrom(home, opts.role ?? null, { bus: admin }).pipe(
-      Effect.mapError((e) => fail(e.message, e)),
-    )
-    yield* Effect.tryPromise({
-      try: () => publishBundle(admin, bundle),
-      catch: (cause) => fail("cannot publish the policy bundle", cause),
-    })
+    // The policy bundle is signed (root key) before any service starts, and verified by the policy service before it
+    // decides anything.
+    const bundleDigest = yield* publishPolicyBundle(bus.url, home, opts.role ?? null)
     const health = watchHealth(admin)
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
@@ -652,6 +647,8 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
           args: [join(REPO, "services", name, "src", "main.ts")],
           env: {
             ...process.env,
+            // The compile cache and fewer malloc arenas: less memory for every service (libs/runtime memory.ts).
+            ...nodeProcessEnv(),
             VIGIL_HOME: home.root,
             VIGIL_NATS_URL: bus.url,
             VIGIL_WORKSPACE: opts.workspace,
@@ -718,9 +715,62 @@ export const up = (opts: UpOptions): Effect.Effect<RunningStack, UpError, Scope.
       ...(bus.embedded ? { natsPid: bus.pid } : {}),
       services: services.map((s) => ({ name: s.name, pid: s.sup.current().pid })),
       manifestVersion: chain.latest.version,
-      policyBundle: bundle.digest,
+      policyBundle: bundleDigest,
       crashed: Deferred.await(failed),
     }
+  })
+
+/**
+ * Sign the policy bundle with the root key as the next version and publish it, as `vigil policy bundle` does — in
+ * that command, run as a short-lived child. A bundle is signed only once it compiles under Cedar, and Cedar's
+ * WebAssembly (its code, its memory and what compiling it left in the allocator, 20–40 MB) would otherwise stay in the
+ * supervisor for its whole life. Resolves with the bundle's digest.
+ */
+const publishPolicyBundle = (url: string, home: Home, role: string | null) =>
+  Effect.tryPromise({
+    try: (signal) =>
+      new Promise<string>((resolvePromise, reject) => {
+        const args = ["policy", "bundle", "--home", home.root, "--nats", url, "--json"]
+        const child = spawn(
+          process.execPath,
+          [join(REPO, "cli", "src", "main.ts"), ...args, ...(role === null ? [] : ["--role", role])],
+          {
+            env: { ...process.env, ...nodeProcessEnv() },
+            stdio: ["ignore", "pipe", "pipe"],
+            signal,
+          },
+        )
+        let out = ""
+        let err = ""
+        child.stdout.on("data", (b: Buffer) => {
+          out += b.toString("utf8")
+        })
+        child.stderr.on("data", (b: Buffer) => {
+          err += b.toString("utf8")
+        })
+        child.once("error", reject)
+        child.once("close", (code) => {
+          let report: { ok?: unknown; published?: unknown; error?: unknown } = {}
+          try {
+            report = JSON.parse(out.trim().split("\n").at(-1) ?? "") as typeof report
+          } catch {
+            // no report: the exit code and stderr say what happened
+          }
+          if (code === 0 && report.ok === true && typeof report.published === "string") {
+            // Notes about stored revisions that do not verify, as signing in-process printed them.
+            if (err !== "") process.stderr.write(err)
+            return resolvePromise(report.published)
+          }
+          reject(
+            new Error(
+              typeof report.error === "string"
+                ? report.error
+                : `vigil policy bundle exited with code ${code}: ${tail(err.trim(), 5)}`,
+            ),
+          )
+        })
+      }),
+    catch: (cause) => fail(cause instanceof Error ? cause.message : String(cause), cause),
   })
 
 /** Drain a connection, but close it outright if that takes longer than {@link ADMIN_DRAIN_MS} (e.g. the bus is down). */

@@ -9,9 +9,10 @@ import { auditBench } from "./audit.ts"
 import { busThroughput } from "./bus-throughput.ts"
 import { type Benchmark, type BenchReport, type MachineInfo, machineInfo, markdownTable } from "./lib.ts"
 import { policyBench } from "./policy.ts"
+import { stackBench } from "./stack.ts"
 
 /** Every benchmark module; add new ones here. */
-const BENCHMARKS: ReadonlyArray<Benchmark> = [busThroughput, policyBench, auditBench]
+const BENCHMARKS: ReadonlyArray<Benchmark> = [busThroughput, policyBench, auditBench, stackBench]
 
 const DOC = join(import.meta.dirname, "..", "..", "docs", "benchmarks.md")
 

@@ -75,19 +75,59 @@ describe("SignaturePool", () => {
     expect(pool.workers).toBe(1)
   })
 
-  it("stops replacing workers that die before their first answer, and checks inline from then on", async () => {
+  it("stops starting workers that die before their first answer, and checks inline from then on", async () => {
     const pool = open({ workers: 1, maxBatch: 50 })
     const internals = pool as unknown as { slots: { worker: Worker }[] }
-    // Each fresh worker is killed before it can answer anything, as if it could not start on this machine.
-    for (let round = 0; round < 5 && internals.slots.length > 0; round++) {
-      await (internals.slots[0] as { worker: Worker }).worker.terminate()
-      await new Promise((r) => setTimeout(r, 20))
+    // Each worker a batch starts is killed before it can answer anything, as if it could not start on this machine.
+    for (let round = 0; round < 5; round++) {
+      const batch = cases(50)
+      const pending = batch.map((c) => pool.verify(c.signature, c.message, c.publicKey))
+      await internals.slots[0]?.worker.terminate()
+      expect(await Promise.all(pending)).toEqual(batch.map((c) => c.valid))
     }
     expect(pool.workers).toBe(0)
     const all = cases(200)
     expect(await Promise.all(all.map((c) => pool.verify(c.signature, c.message, c.publicKey)))).toEqual(
       all.map((c) => c.valid),
     )
+    expect(pool.workers).toBe(0)
+  })
+
+  it("starts no worker until a batch needs one, and stops it once idle", async () => {
+    const pool = open({ workers: 1, idleMs: 100 })
+    expect(pool.workers).toBe(0)
+    // A few signatures at a time are checked inline: no thread.
+    const few = cases(3)
+    expect(await Promise.all(few.map((c) => pool.verify(c.signature, c.message, c.publicKey)))).toEqual(
+      few.map((c) => c.valid),
+    )
+    expect(pool.workers).toBe(0)
+    const all = cases(300)
+    expect(await Promise.all(all.map((c) => pool.verify(c.signature, c.message, c.publicKey)))).toEqual(
+      all.map((c) => c.valid),
+    )
+    expect(pool.workers).toBe(1)
+    await new Promise((r) => setTimeout(r, 400))
+    expect(pool.workers).toBe(0)
+    // The next burst starts a worker again.
+    expect(await Promise.all(all.map((c) => pool.verify(c.signature, c.message, c.publicKey)))).toEqual(
+      all.map((c) => c.valid),
+    )
+    expect(pool.workers).toBe(1)
+  })
+
+  it("starts another worker only while the running ones are busy, up to `workers`", async () => {
+    const pool = open({ workers: 2, maxBatch: 50 })
+    const internals = pool as unknown as { slots: unknown[] }
+    let most = 0
+    const all = cases(1000)
+    const pending = all.map((c) => {
+      const p = pool.verify(c.signature, c.message, c.publicKey)
+      most = Math.max(most, internals.slots.length)
+      return p
+    })
+    expect(await Promise.all(pending)).toEqual(all.map((c) => c.valid))
+    expect(most).toBe(2)
   })
 
   it("answers what is queued when closed, and inline after", async () => {

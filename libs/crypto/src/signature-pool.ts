@@ -13,7 +13,10 @@ export const inlineChecker: SignatureChecker = {
 }
 
 export interface SignaturePoolOptions {
-  /** Worker threads; default: one fewer than the CPUs (at least one), so the event loop keeps a core. */
+  /**
+   * Most worker threads; default: one fewer than the CPUs (at least one), so the event loop keeps a core. They start
+   * when a batch first needs one, not with the pool.
+   */
   readonly workers?: number
   /** Most signatures sent to a worker in one message. */
   readonly maxBatch?: number
@@ -22,6 +25,12 @@ export interface SignaturePoolOptions {
    * time is a latency-bound consumer, for which a thread hop only adds delay and a thread competing for the CPUs.
    */
   readonly inlineMax?: number
+  /**
+   * A worker that has had no batch for this long is stopped (default 10 s); the next batch that needs one starts a
+   * worker again. A thread costs its own V8 heap and module graph (some 20 MB here), which a service at rest should
+   * not hold; starting one takes tens of milliseconds, once per burst of events.
+   */
+  readonly idleMs?: number
 }
 
 interface Pending {
@@ -37,6 +46,10 @@ interface Slot {
   readonly inFlight: Map<number, ReadonlyArray<Pending>>
   /** Whether it ever answered: a worker that dies before its first answer may be unable to start at all. */
   answered: boolean
+  /** Stops the worker `idleMs` after it started or last answered with nothing left in flight. */
+  readonly idle: NodeJS.Timeout
+  /** Stopped by the pool (idle or closed), or found dead: either way no longer in `slots`. */
+  gone: boolean
 }
 
 /** Workers that die before answering anything, in a row, after which the pool stops replacing them. */
@@ -50,11 +63,18 @@ const MAX_FAILED_STARTS = 3
  *
  * A flush of a few signatures (`inlineMax`) is checked inline: a consumer that sees events one or two at a time is
  * bound by latency, and a thread hop would only add to it.
+ *
+ * Workers start on demand: the first flush too large for inline starts one (its batch waits for the thread to come
+ * up), another starts only while every running one is busy, up to `workers`; each stops after `idleMs` without a
+ * batch. A pool that only ever sees a few events at a time, as most services at rest, runs no thread at all.
  */
 export class SignaturePool implements SignatureChecker {
-  private readonly slots: Slot[]
+  private readonly slots: Slot[] = []
+  /** Most workers; 0 once workers kept failing to start (everything is checked inline from then on). */
+  private maxWorkers: number
   private readonly maxBatch: number
   private readonly inlineMax: number
+  private readonly idleMs: number
   private queue: Pending[] = []
   private scheduled = false
   private nextId = 0
@@ -62,17 +82,19 @@ export class SignaturePool implements SignatureChecker {
   private failedStarts = 0
 
   constructor(options: SignaturePoolOptions = {}) {
-    const n = options.workers ?? Math.max(1, availableParallelism() - 1)
+    this.maxWorkers = options.workers ?? Math.max(1, availableParallelism() - 1)
     this.maxBatch = options.maxBatch ?? 512
     this.inlineMax = options.inlineMax ?? 4
-    this.slots = Array.from({ length: n }, () => this.spawn())
+    this.idleMs = options.idleMs ?? 10_000
   }
 
   private spawn(): Slot {
     const worker = new Worker(new URL("./signature-pool-worker.ts", import.meta.url))
     // Idle workers must not keep a finished process alive; callers still close() the pool.
     worker.unref()
-    const slot: Slot = { worker, inFlight: new Map(), answered: false }
+    const idle = setTimeout(() => this.retire(slot), this.idleMs)
+    idle.unref()
+    const slot: Slot = { worker, inFlight: new Map(), answered: false, idle, gone: false }
     worker.on("message", (m: { readonly id: number; readonly verdicts: Uint8Array }) => {
       slot.answered = true
       this.failedStarts = 0
@@ -80,25 +102,41 @@ export class SignaturePool implements SignatureChecker {
       if (batch === undefined) return
       slot.inFlight.delete(m.id)
       for (let i = 0; i < batch.length; i++) (batch[i] as Pending).resolve(m.verdicts[i] === 1)
+      if (slot.inFlight.size === 0 && !slot.gone) slot.idle.refresh()
     })
-    // A worker that dies takes no verdict with it: its batches are checked inline and a fresh worker takes its place
-    // — unless workers keep dying before their first answer (they cannot start here): then the pool shrinks, down to
-    // checking everything inline, rather than respawning forever.
-    const recover = () => {
-      const orphaned = [...slot.inFlight.values()]
-      slot.inFlight.clear()
-      for (const batch of orphaned) checkInline(batch)
-      const i = this.slots.indexOf(slot)
-      if (i < 0 || this.closed) return
-      if (!slot.answered) this.failedStarts++
-      if (this.failedStarts >= MAX_FAILED_STARTS) this.slots.splice(i, 1)
-      else this.slots[i] = this.spawn()
+    // A worker that dies takes no verdict with it: its batches are checked inline, and the next batch that needs a
+    // worker starts a fresh one — unless workers keep dying before their first answer (they cannot start here): then
+    // the pool checks everything inline rather than starting threads forever.
+    const lost = () => {
+      if (slot.gone) return
+      this.drop(slot)
+      if (!slot.answered && ++this.failedStarts >= MAX_FAILED_STARTS) this.maxWorkers = 0
     }
-    worker.on("error", recover)
-    worker.on("exit", recover)
+    worker.on("error", lost)
+    worker.on("exit", lost)
+    this.slots.push(slot)
     return slot
   }
 
+  /** Out of `slots`, its idle timer cleared and its batches in flight checked inline. */
+  private drop(slot: Slot): void {
+    slot.gone = true
+    clearTimeout(slot.idle)
+    const i = this.slots.indexOf(slot)
+    if (i >= 0) this.slots.splice(i, 1)
+    const orphaned = [...slot.inFlight.values()]
+    slot.inFlight.clear()
+    for (const batch of orphaned) checkInline(batch)
+  }
+
+  /** Stop an idle worker; one with batches in flight is left alone (its last answer restarts the timer). */
+  private retire(slot: Slot): void {
+    if (slot.gone || slot.inFlight.size > 0) return
+    this.drop(slot)
+    void slot.worker.terminate()
+  }
+
+  /** Worker threads running now. */
   get workers(): number {
     return this.slots.length
   }
@@ -121,11 +159,16 @@ export class SignaturePool implements SignatureChecker {
     const batch = this.queue
     if (batch.length === 0) return
     this.queue = []
-    if (batch.length <= this.inlineMax || this.slots.length === 0) {
+    if (batch.length <= this.inlineMax || this.maxWorkers === 0) {
       checkInline(batch)
       return
     }
-    const slot = this.slots.reduce((a, b) => (b.inFlight.size < a.inFlight.size ? b : a))
+    // The least busy running worker; a new one while every running one has work and there is room for another.
+    let slot = this.slots.reduce<Slot | undefined>(
+      (a, b) => (a === undefined || b.inFlight.size < a.inFlight.size ? b : a),
+      undefined,
+    )
+    if (slot === undefined || (slot.inFlight.size > 0 && this.slots.length < this.maxWorkers)) slot = this.spawn()
     const id = this.nextId++
     const buf = pack(batch)
     slot.inFlight.set(id, batch)
@@ -136,12 +179,11 @@ export class SignaturePool implements SignatureChecker {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    this.flush()
-    const slots = this.slots.splice(0)
-    for (const slot of slots) {
-      for (const batch of slot.inFlight.values()) checkInline(batch)
-      slot.inFlight.clear()
-    }
+    const queued = this.queue
+    this.queue = []
+    checkInline(queued)
+    const slots = [...this.slots]
+    for (const slot of slots) this.drop(slot)
     await Promise.all(slots.map((s) => s.worker.terminate()))
   }
 }

@@ -1,6 +1,7 @@
 export type { Home } from "./home.ts"
 export { ensureHome, homeAt } from "./home.ts"
 export { runMain, runMainWith } from "./main.ts"
+export { COMPILE_CACHE_DIR, memoryAtRest, nodeProcessEnv, releaseMemory } from "./memory.ts"
 export type { Child } from "./processes.ts"
 export { isAlive, spawnChild, tcpReachable, waitFor } from "./processes.ts"
 export type { LaunchOptions, ServiceBus, ServiceSettingsShape, StartError } from "./service.ts"

@@ -39,6 +39,7 @@ import {
 import { type Home, homeAt } from "./home.ts"
 import { makePino, pinoLoggerLayer } from "./logger.ts"
 import { runMainWith } from "./main.ts"
+import { memoryAtRest } from "./memory.ts"
 import { isAlive } from "./processes.ts"
 import { telemetryLayer } from "./telemetry.ts"
 
@@ -308,6 +309,7 @@ export const serviceMain = <E>(
       ...health.report(),
     }))
     yield* Effect.logInfo(`${name} ready`)
+    yield* Effect.forkScoped(memoryAtRest)
     yield* supervisorGone
   }).pipe(Effect.scoped, Effect.provide(serviceBus(name, options)))
 
