@@ -310,8 +310,13 @@ export const serviceMain = <E>(
     }))
     yield* Effect.logInfo(`${name} ready`)
     yield* Effect.forkScoped(memoryAtRest)
-    yield* supervisorGone
-  }).pipe(Effect.scoped, Effect.provide(serviceBus(name, options)))
+    return yield* Effect.never
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(serviceBus(name, options)),
+    // Watched from the first moment, not once started: a start that hangs (no bus, say) must not outlive `vigil up`.
+    Effect.raceFirst(supervisorGone.pipe(Effect.provide(ServiceSettings.layer))),
+  )
 
 /** The process entry of a service: `launch("dlp", DlpLive)`. */
 export const launch = <E>(name: Service, app: Layer.Layer<never, E, ServiceBus>, options: LaunchOptions = {}): void => {
