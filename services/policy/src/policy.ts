@@ -194,7 +194,9 @@ export class PolicyDecider extends Context.Service<
         yield* alertRefused(r, "announcement")
       })
 
-      const publish = Effect.fn("PolicyDecider.publish")(function* (o: Outcome) {
+      // The decision path runs once per intent inside the consumer's span: no span of its own (measured: at 1,000
+      // unique intents/s the extra spans put the service at its CPU limit; docs/benchmarks.md, issue 12).
+      const publish = Effect.fnUntraced(function* (o: Outcome) {
         const d = o.decision
         yield* publisher
           .publish(
@@ -237,7 +239,7 @@ export class PolicyDecider extends Context.Service<
           Effect.ignore,
         )
 
-      const intent = Effect.fn("PolicyDecider.intent")(function* (intent: Intent, hash: string) {
+      const intent = Effect.fnUntraced(function* (intent: Intent, hash: string) {
         const r = core.receive(intent, hash, yield* Clock.currentTimeMillis)
         if (r.kind === "decide") return yield* decideFirst(r.outcome)
         // Data would leave the device: wait for DLP's findings, and deny if they never come.
