@@ -39,7 +39,7 @@ export interface ReadEventsOptions {
   readonly refused?: (seq: number, why: Rejection) => void
 }
 
-export interface StreamReaderShape {
+export interface StreamReaderShape extends DirectReads {
   /**
    * Every stored event of one type, oldest first, each verified exactly as a consumer verified it when it arrived
    * (schema, signature, key authorised for the type at the event's time, stored within the freshness window of its
@@ -56,14 +56,6 @@ export interface StreamReaderShape {
     subject: string,
     max: number,
   ) => Effect.Effect<ReadonlyArray<StoredRecord>, StreamReadError>
-  /** The newest stored message on `subject`, if any. */
-  readonly last: (stream: string, subject: string) => Effect.Effect<Option.Option<StoredRecord>, StreamReadError>
-  /** The first stored message on `subject` at or after stream sequence `seq`, if any. */
-  readonly next: (
-    stream: string,
-    subject: string,
-    seq: number,
-  ) => Effect.Effect<Option.Option<StoredRecord>, StreamReadError>
   /** The stream sequence up to which every message was acked on this service's own `durable`. */
   readonly consumerAckFloor: (stream: string, durable: string) => Effect.Effect<number, StreamReadError>
 }
@@ -79,7 +71,9 @@ export type DirectGetApi = Pick<DirectStreamAPI, "getMessage">
  * failure (timeout, no responders, a refused permission, a closed connection) is a {@link StreamReadError}.
  */
 export interface DirectReads {
+  /** The newest stored message on `subject`, if any. */
   readonly last: (stream: string, subject: string) => Effect.Effect<Option.Option<StoredRecord>, StreamReadError>
+  /** The first stored message on `subject` at or after stream sequence `seq`, if any. */
   readonly next: (
     stream: string,
     subject: string,
@@ -109,15 +103,13 @@ const directGet = (api: DirectGetApi, stream: string, subject: string, query: Di
     catch: (cause) => new StreamReadError({ stream, subject, cause }),
   })
 
+const found = (m: StoredMsg | null): Option.Option<StoredRecord> =>
+  m === null ? Option.none() : Option.some(record(m))
+
 const directReads = (api: DirectGetApi): DirectReads => ({
-  last: (stream, subject) =>
-    directGet(api, stream, subject, { last_by_subj: subject }).pipe(
-      Effect.map((m) => (m === null ? Option.none() : Option.some(record(m)))),
-    ),
+  last: (stream, subject) => directGet(api, stream, subject, { last_by_subj: subject }).pipe(Effect.map(found)),
   next: (stream, subject, seq) =>
-    directGet(api, stream, subject, { seq, next_by_subj: subject }).pipe(
-      Effect.map((m) => (m === null ? Option.none() : Option.some(record(m)))),
-    ),
+    directGet(api, stream, subject, { seq, next_by_subj: subject }).pipe(Effect.map(found)),
 })
 
 /** A JetStream manager for the connection's user (its API prefix when it signs in with an nkey). */
@@ -145,18 +137,17 @@ export class StreamReader extends Context.Service<StreamReader, StreamReaderShap
       const cfg = yield* BusConfig
       const trust = yield* Trust
       const jsm: JetStreamManager = yield* manager
-      const get = (stream: string, subject: string, seq: number) =>
-        directGet(jsm.direct, stream, subject, { seq, next_by_subj: subject })
+      const reads = directReads(jsm.direct)
 
       const messages = (stream: string, subject: string, max: number) =>
         Effect.gen(function* () {
           const out: StoredRecord[] = []
           let seq = 1
           while (out.length < max) {
-            const m = yield* get(stream, subject, seq)
-            if (m === null) break
-            out.push(record(m))
-            seq = m.seq + 1
+            const m = yield* reads.next(stream, subject, seq)
+            if (Option.isNone(m)) break
+            out.push(m.value)
+            seq = m.value.seq + 1
           }
           return out
         })
@@ -171,8 +162,9 @@ export class StreamReader extends Context.Service<StreamReader, StreamReaderShap
           let seq = 1
           let n = 0
           for (;;) {
-            const m = yield* get(STREAM_EVENTS, filter, seq)
-            if (m === null) return n
+            const next = yield* reads.next(STREAM_EVENTS, filter, seq)
+            if (Option.isNone(next)) return n
+            const m = next.value
             const v = verifyEvent(m.data, {
               keys: trust.resolver,
               maxBytes: cfg.maxEventBytes,
@@ -199,7 +191,7 @@ export class StreamReader extends Context.Service<StreamReader, StreamReaderShap
           try: () => jsm.consumers.info(stream, durable),
           catch: (cause) => new StreamReadError({ stream, subject: `CONSUMER.INFO.${stream}.${durable}`, cause }),
         }).pipe(Effect.map((info) => info.ack_floor.stream_seq))
-      return StreamReader.of({ events, messages, ...directReads(jsm.direct), consumerAckFloor })
+      return StreamReader.of({ events, messages, ...reads, consumerAckFloor })
     }),
   )
 }

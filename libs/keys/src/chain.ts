@@ -89,6 +89,11 @@ export class ManifestChain implements KeyResolver {
     return Result.succeed(chain)
   }
 
+  /** The root public key every version is signed by (a copy). */
+  get rootPublicKey(): Uint8Array {
+    return this.#rootPublicKey.slice()
+  }
+
   /** Key id of the root key every version is signed by. */
   get rootKid(): string {
     return keyIdOf(this.#rootPublicKey)

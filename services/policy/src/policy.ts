@@ -1,7 +1,5 @@
 import { createHash } from "node:crypto"
-import { readFileSync } from "node:fs"
 import { hostname, platform } from "node:os"
-import { join } from "node:path"
 import {
   consume,
   type Delivery,
@@ -62,16 +60,13 @@ export class PolicySettings extends Context.Service<PolicySettings, PolicySettin
     dlpTimeout: Config.Int("VIGIL_DLP_TIMEOUT_MS").pipe(Config.withDefault(10_000), Config.map(Duration.millis)),
   })
 
-  /** From the environment, with the deployment's root public key from the home. */
+  /** From the environment, with the root public key the service's verified manifest chain was checked under. */
   static readonly layer = Layer.effect(
     PolicySettings,
     Effect.gen(function* () {
       const settings = yield* PolicySettings.config
-      const { home } = yield* ServiceIdentity
-      const rootPublicKey = new Uint8Array(
-        Buffer.from(readFileSync(join(home.keys, "root.pub"), "utf8").trim(), "base64url"),
-      )
-      return PolicySettings.of({ ...settings, rootPublicKey })
+      const { chain } = yield* ServiceIdentity
+      return PolicySettings.of({ ...settings, rootPublicKey: chain.rootPublicKey })
     }),
   )
 }
